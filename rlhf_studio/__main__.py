@@ -1,0 +1,46 @@
+"""Headless RLHF Studio: the same engine as the browser app, from a terminal.
+
+    python -m rlhf_studio data check FILE [--stage sft|rm|dpo|kto|ppo] [--json]
+    python -m rlhf_studio data import FILE --name NAME
+    python -m rlhf_studio prepare-model          # convert the bundled model once
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rlhf_studio.data.cli import add_data_commands
+from rlhf_studio.models import BUNDLED_MODEL, ModelError, ensure_bundled_model
+from rlhf_studio.workspace import Workspace
+
+
+def prepare_model(args: argparse.Namespace) -> int:
+    def report(fraction: float, desc: str) -> None:
+        print(f"[{fraction:4.0%}] {desc}", flush=True)
+
+    try:
+        folder = ensure_bundled_model(Workspace.from_env(), report)
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{BUNDLED_MODEL} is ready in {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rlhf_studio", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_data_commands(commands)
+    prepare = commands.add_parser("prepare-model", help="convert the bundled model to a safetensors cache once")
+    prepare.set_defaults(func=prepare_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_model import build_tiny_model_dir  # noqa: E402
+
+from rlhf_studio.workspace import Workspace  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random causal LM with a locally built tokenizer, saved as a safetensors folder."""
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Workspace:
+    """An empty workspace; child processes find it through RLHF_STUDIO_HOME."""
+    monkeypatch.setenv("RLHF_STUDIO_HOME", str(tmp_path / "workspace"))
+    return Workspace.at(tmp_path / "workspace")
