@@ -1,0 +1,46 @@
+"""The data doctor: read preference/SFT/prompt files, detect their layout, normalize them to TRL's dataset
+types, explain every dropped row, and keep normalized datasets in the workspace library. No gradio here.
+
+    readers.py   JSONL / JSON array / CSV / TSV / Parquet -> records (streaming, sniffed, never unpickled)
+    layouts.py   the known layouts and their row normalizers;  values.py  checks of single values
+    detect.py    layout detection, column maps, --format;      check.py   the pipeline and DataReport
+    library.py   workspace/datasets/<name>/{train,eval}.jsonl + manifest.json
+    stages.py    which kinds feed which stage;                 cli.py     `data check` / `data import`
+"""
+
+from rlhf_studio.data.check import DataReport, check_file
+from rlhf_studio.data.detect import parse_column_map
+from rlhf_studio.data.layouts import LAYOUTS_BY_NAME
+from rlhf_studio.data.library import (
+    Manifest,
+    delete_dataset,
+    import_dataset,
+    list_datasets,
+    load_split,
+    load_split_dataset,
+    read_manifest,
+)
+from rlhf_studio.data.problems import DataError, Problem
+from rlhf_studio.data.stages import STAGES, extract_prompts, stage_fit, unpair_rows
+
+FORMATS = tuple(LAYOUTS_BY_NAME)
+
+__all__ = [
+    "FORMATS",
+    "STAGES",
+    "DataError",
+    "DataReport",
+    "Manifest",
+    "Problem",
+    "check_file",
+    "delete_dataset",
+    "extract_prompts",
+    "import_dataset",
+    "list_datasets",
+    "load_split",
+    "load_split_dataset",
+    "parse_column_map",
+    "read_manifest",
+    "stage_fit",
+    "unpair_rows",
+]
