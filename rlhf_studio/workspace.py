@@ -18,12 +18,12 @@ class Workspace:
     root: Path
 
     @classmethod
-    def from_env(cls) -> "Workspace":
+    def from_env(cls) -> Workspace:
         root = os.environ.get("RLHF_STUDIO_HOME") or "workspace"
         return cls.at(root)
 
     @classmethod
-    def at(cls, root: str | os.PathLike) -> "Workspace":
+    def at(cls, root: str | os.PathLike) -> Workspace:
         workspace = cls(Path(root).expanduser().resolve())
         for folder in (workspace.datasets_dir, workspace.runs_dir, workspace.models_dir):
             folder.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,10 @@ def test_not_a_model_name(workspace):
 
 
 def test_hub_id_passes_through(workspace):
-    assert models.resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct", workspace) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert (
+        models.resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct", workspace)
+        == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
 
 
 def test_offline_hub_id_fails_with_a_clear_message(workspace):

@@ -158,8 +158,10 @@ def check_file(
                 rows.append(row)
     except DataError as error:
         problems = [error.problem] if error.problem else []
+        where = error.problem.describe() if error.problem else str(error)
+        message = f"{Path(path).name}: {where}"
         return DataReport(
-            False, str(error), str(path), stream.file_type, problems=problems, column_map=stream.column_map
+            False, message, str(path), stream.file_type, problems=problems, column_map=stream.column_map
         )
     report = _report(stream, rows, stats, preview_rows is not None)
     report.message = summary_message(report)

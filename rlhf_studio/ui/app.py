@@ -1,0 +1,35 @@
+"""Assemble the tabs into one Blocks app and choose safe launch settings."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from rlhf_studio.ui.data_tab import build_data_tab
+from rlhf_studio.workspace import Workspace
+
+QUEUE_MAX_SIZE = 64
+
+
+def build_app(workspace: Workspace) -> gr.Blocks:
+    with gr.Blocks(title="RLHF Studio") as studio:
+        gr.Markdown(
+            "# RLHF Studio\nUpload preference data, train SFT → reward model → PPO or SFT → DPO, "
+            f"and compare every stage. Workspace: `{workspace.root}`"
+        )
+        with gr.Tabs():
+            with gr.Tab("Data", id="data"):
+                build_data_tab(workspace)
+    studio.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=2)
+    return studio
+
+
+def launch_options(host: str, port: int, max_upload_mb: int) -> dict:
+    """Bound to localhost unless asked otherwise; uploads capped; errors shown as curated sentences only."""
+    return {
+        "server_name": host,
+        "server_port": port,
+        "max_file_size": f"{max_upload_mb}mb",
+        "show_error": False,
+        "share": False,
+        "theme": gr.themes.Soft(),
+    }
