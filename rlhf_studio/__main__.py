@@ -1,8 +1,10 @@
 """Headless RLHF Studio: the same engine as the browser app, from a terminal.
 
-    python -m rlhf_studio data check FILE [--stage sft|rm|dpo|kto|ppo] [--json]
-    python -m rlhf_studio data import FILE --name NAME
-    python -m rlhf_studio prepare-model          # convert the bundled model once
+python -m rlhf_studio data check FILE [--stage sft|rm|dpo|kto|ppo] [--json]
+python -m rlhf_studio data import FILE --name NAME
+python -m rlhf_studio prepare-model          # convert the bundled model once
+python -m rlhf_studio train CONFIG.yaml [--run-dir DIR] [--resume]
+python -m rlhf_studio runs list|show ID|stop ID|delete ID
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rlhf_studio.cli_runs import add_runs_commands
 from rlhf_studio.data.cli import add_data_commands
 from rlhf_studio.models import BUNDLED_MODEL, ModelError, ensure_bundled_model
+from rlhf_studio.training_cli import add_train_command
 from rlhf_studio.workspace import Workspace
 
 
@@ -32,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rlhf_studio", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     add_data_commands(commands)
-    prepare = commands.add_parser("prepare-model", help="convert the bundled model to a safetensors cache once")
+    add_train_command(commands)
+    add_runs_commands(commands)
+    prepare = commands.add_parser(
+        "prepare-model", help="convert the bundled model to a safetensors cache once"
+    )
     prepare.set_defaults(func=prepare_model)
     return parser
 

@@ -1,0 +1,342 @@
+"""The `train` command: the process that trains one run, from a terminal or started by the job runner.
+
+    python -m rlhf_studio train CONFIG.yaml                  # a terminal: makes a new run folder
+    python -m rlhf_studio train RUN/config.yaml --run-dir RUN [--resume]      # what the job runner starts
+    accelerate launch --num_processes 2 -m rlhf_studio train CONFIG.yaml     # several processes, one run
+
+While it runs, this process owns RUN/status.json: `running` with its pid and process group, a heartbeat every
+HEARTBEAT_SECONDS from a thread, then `completed` with the stage's summary, `failed` with the error class and
+a message (Python error, out of memory, NaN/Inf loss) or `cancelled` (SIGTERM or Ctrl-C), each with the last
+lines of train.log. Before it loads anything it takes the workspace's training lock, so that a second
+training, whoever starts it, waits for the first.
+
+Under `accelerate launch` only the main process makes the run folder, takes the lock and writes the status;
+it then sends the folder to the other ranks, so all of them train into one run.
+
+The end of the module sees that process from outside, for the job runner and `runs stop`: is a recorded pid
+still this run's training (its command line and a fresh heartbeat), and how to stop it (SIGTERM to its process
+group, SIGKILL after GRACE_SECONDS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rlhf_studio.config import JobConfig, load_config, save_config, validate
+from rlhf_studio.runs import (
+    ACTIVE_STATES,
+    CANCELLED,
+    COMPLETED,
+    CONFIG_FILE,
+    FAILED,
+    LOG_FILE,
+    QUEUED,
+    RUNNING,
+    STOP_REQUEST_FILE,
+    RunError,
+    RunStatus,
+    create_run,
+    finish_status,
+    init_run_folder,
+    newest_checkpoint,
+    now_iso,
+    read_status,
+    run_dir,
+    seconds_since,
+    update_status,
+)
+from rlhf_studio.workspace import Workspace
+
+HEARTBEAT_SECONDS = 3.0
+STALE_HEARTBEAT_SECONDS = 60.0  # this much silence means the process is gone or hung
+GRACE_SECONDS = 5.0  # a stop sends SIGTERM, then SIGKILL to the whole process group after this
+TRAINING_LOCK = "training.lock"  # in the workspace root
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger("rlhf_studio.train")
+
+
+class StatusWriter:
+    """status.json of this run, written by the main thread and by the heartbeat thread, never both at once."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def update(self, **changes: Any) -> None:
+        with self._lock:
+            update_status(self.folder, **changes)
+
+    def start_heartbeat(self) -> None:
+        self._thread.start()
+
+    def finish(self, state: str, message: str = "", error_type: str | None = None) -> None:
+        self._stopped.set()
+        with self._lock:
+            finish_status(self.folder, state, message, error_type)
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(HEARTBEAT_SECONDS):
+            try:
+                self.update(heartbeat=now_iso())
+            except (OSError, RunError) as error:
+                log.warning("could not write the heartbeat: %s", error)
+
+
+@contextmanager
+def training_lock(workspace: Workspace, on_wait: Callable[[], None]) -> Iterator[None]:
+    """Hold the workspace's training lock; call `on_wait` first if another process holds it."""
+    with open(workspace.root / TRAINING_LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # the kernel drops the lock when the process dies, however it dies
+
+
+def add_train_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train one stage from a config file into a run folder")
+    parser.add_argument("config", type=Path, help="job config (YAML), e.g. a run's config.yaml")
+    parser.add_argument("--run-dir", type=Path, help="use this run folder instead of making a new one")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    parser.set_defaults(func=train_command)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    state = PartialState()  # starts torch.distributed under `accelerate launch`, a no-op otherwise
+    workspace = Workspace.from_env()
+    if state.is_main_process:
+        return train_main_process(args, workspace, distributed=state.num_processes > 1)
+    return train_other_process(args, workspace)
+
+
+def train_main_process(args: argparse.Namespace, workspace: Workspace, distributed: bool) -> int:
+    try:
+        config, folder = prepare_run(args, workspace)
+    except Exception as error:  # a bad config or folder: nothing was trained, say why and stop
+        if distributed:
+            share_with_other_processes([None, None])
+        report_unusable(args.run_dir, error)
+        return 2
+    setup_logging(folder / LOG_FILE)
+    log.info("Run %s in %s", folder.name, folder)
+    status = StatusWriter(folder)
+    status.update(pid=os.getpid(), pgid=os.getpgrp(), heartbeat=now_iso(), ended=None, message="")
+    status.start_heartbeat()
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    try:
+        with training_lock(workspace, on_wait=lambda: waiting_for_lock(status)):
+            resume_from = newest_checkpoint(folder) if args.resume else None
+            start_running(status, folder, resume_from, args.resume)
+            if distributed:
+                share_with_other_processes([str(folder), str(resume_from) if resume_from else None])
+            summary = run_stage_for(config, folder, workspace, resume_from)
+    except KeyboardInterrupt:
+        log.info("Stopped by the user.")
+        status.finish(CANCELLED, message="Stopped by the user.")
+        return 130
+    except Exception as error:
+        log.exception("Training failed")
+        status.finish(FAILED, *describe_failure(error))
+        return 1
+    log.info("Run %s completed", folder.name)
+    status.update(summary=summary)
+    status.finish(COMPLETED)
+    return 0
+
+
+def train_other_process(args: argparse.Namespace, workspace: Workspace) -> int:
+    setup_logging(None, logging.WARNING)
+    config = load_config(args.config)
+    folder, resume_from = share_with_other_processes([None, None])
+    if folder is None:
+        return 2  # the main process could not set the run up and says why
+    run_stage_for(config, Path(folder), workspace, Path(resume_from) if resume_from else None)
+    return 0
+
+
+def prepare_run(args: argparse.Namespace, workspace: Workspace) -> tuple[JobConfig, Path]:
+    """Load and check the config, then find (runner) or create (terminal) the run folder."""
+    config = load_config(args.config)
+    validate(config, workspace)  # before making a folder: a bad dataset or model name is no run
+    if args.run_dir is None:
+        return config, run_dir(workspace, create_run(workspace, config))
+    folder = args.run_dir.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    if read_status(folder) is None:
+        init_run_folder(folder, config)
+    elif args.config.resolve() != folder / CONFIG_FILE:
+        save_config(config, folder / CONFIG_FILE)
+    return config, folder
+
+
+def report_unusable(folder: Path | None, error: Exception) -> None:
+    print(f"error: {error}", file=sys.stderr)
+    if folder is not None and read_status(folder) is not None:
+        finish_status(folder, FAILED, str(error), type(error).__name__)
+
+
+def start_running(status: StatusWriter, folder: Path, resume_from: Path | None, resume: bool) -> None:
+    if resume:
+        log.info("Resuming from %s", resume_from or "the start: there is no complete checkpoint")
+    status.update(
+        state=RUNNING,
+        started=now_iso(),
+        error_type=None,
+        message="",
+        resumed_from=str(resume_from.relative_to(folder)) if resume_from else None,
+    )
+
+
+def waiting_for_lock(status: StatusWriter) -> None:
+    message = "Waiting for another training on this machine to finish."
+    log.info(message)
+    status.update(state=QUEUED, message=message)
+
+
+def run_stage_for(config: JobConfig, folder: Path, workspace: Workspace, resume_from: Path | None) -> dict:
+    from rlhf_studio.training import run_stage
+
+    return run_stage(config, folder, workspace, resume_from=resume_from)
+
+
+def describe_failure(error: Exception) -> tuple[str, str]:
+    """(one message for the user, error class) for what ended the training."""
+    import torch
+
+    from rlhf_studio.training import NonFiniteLossError
+
+    name = type(error).__name__
+    detail = (str(error).strip().splitlines() or [name])[0]
+    if isinstance(error, torch.OutOfMemoryError | MemoryError):
+        advice = "Try a smaller batch size or maximum length, LoRA, or 4-bit loading."
+        return f"Out of memory ({detail}). {advice}", name
+    if isinstance(error, NonFiniteLossError):
+        return f"NaN/Inf loss: {detail}", name  # the guard's message names the step and what to change
+    return detail, name
+
+
+def share_with_other_processes(values: list[Any]) -> list[Any]:
+    """Broadcast a small list from the main process to every process of an `accelerate launch`."""
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list(values, from_process=0)
+
+
+def raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM from `stop` unwinds training like Ctrl-C does
+
+
+def setup_logging(log_file: Path | None, level: int = logging.INFO) -> None:
+    """Log to stderr, and to train.log unless stderr already is train.log (the job runner sends it there)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file is not None and not stderr_is(log_file):
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handlers.append(file_handler)
+        logging.getLogger("transformers").addHandler(file_handler)  # it does not propagate to the root
+    logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers, force=True)
+
+
+def stderr_is(path: Path) -> bool:
+    try:
+        mine, theirs = os.fstat(sys.stderr.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+# ---------------------------------------------------------------- seen from outside
+
+
+def process_command(pid: int) -> str | None:
+    """The command line of a live process, or None if it does not exist or is a zombie."""
+    proc = Path(f"/proc/{pid}")
+    if Path("/proc/self").exists():
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return None
+        return None if state in ("Z", "X") else command
+    result = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
+    fields = result.stdout.strip().split(None, 1)
+    if result.returncode != 0 or len(fields) < 2 or fields[0].startswith("Z"):
+        return None
+    return fields[1]
+
+
+def is_training_command(command: str | None) -> bool:
+    return command is not None and "rlhf_studio" in command and " train " in f"{command} "
+
+
+def training_alive(status: RunStatus) -> bool:
+    """Whether the process recorded in a status is still that run's training, beating its heartbeat."""
+    if not status.pid or not is_training_command(process_command(status.pid)):
+        return False
+    age = seconds_since(status.heartbeat)
+    return age is not None and age < STALE_HEARTBEAT_SECONDS
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    """Signal every process of a group; a job's child leads its own group."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def signal_run(status: RunStatus, signum: int) -> None:
+    """Signal a run started elsewhere: its process group, or only its process if that group is ours
+    (a run started from this very shell without job control shares it)."""
+    if status.pgid and status.pgid != os.getpgrp():
+        signal_group(status.pgid, signum)
+        return
+    try:
+        os.kill(status.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while process_command(pid) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_detached(workspace: Workspace, run_id: str) -> RunStatus:
+    """Stop a run that another process started (the CLI's `runs stop`): signal the recorded process group."""
+    folder = run_dir(workspace, run_id)
+    status = read_status(folder)
+    if status is None or status.state not in ACTIVE_STATES:
+        raise RunError(f"Run {run_id} is {status.state if status else 'unknown'}, not queued or running.")
+    (folder / STOP_REQUEST_FILE).touch()  # the app that owns the child reports cancelled, not "killed"
+    if status.pid and process_command(status.pid) is not None:
+        signal_run(status, signal.SIGTERM)
+        if not wait_gone(status.pid, GRACE_SECONDS):
+            signal_run(status, signal.SIGKILL)
+            wait_gone(status.pid, GRACE_SECONDS)
+    status = read_status(folder)
+    if status is not None and status.state in ACTIVE_STATES:
+        status = finish_status(folder, CANCELLED, message="Stopped by the user.")
+    return status

@@ -1,0 +1,222 @@
+"""The Train tab's settings form: one input per config field, built from the engine's config classes.
+
+The form holds the union of the fields of every stage's config class (STAGE_CONFIGS); choosing a stage shows
+that class's fields with its defaults and help strings, so a new field or a new stage (PPO) appears without
+touching this file. Basic fields stay visible; the rest are folded into stage, LoRA and schedule sections.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, fields
+from typing import Any
+
+import gradio as gr
+
+from rlhf_studio.commands import gpu_count
+from rlhf_studio.config import (
+    DPO_LOSS_TYPES,
+    QUANTIZATION_CHOICES,
+    STAGE_CONFIGS,
+    JobConfig,
+    LoraSettings,
+    field_help,
+)
+
+STAGE_LABELS = {"sft": "SFT", "rm": "Reward model", "dpo": "DPO", "ppo": "PPO"}
+PICKED_ABOVE = {"stage", "model", "dataset", "parent_run", "reward_model"}  # the tab's pickers set these
+BASIC = (
+    "max_steps",
+    "num_train_epochs",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "max_length",
+    "lora.enabled",
+)
+CHOICES = {"loss_type": DPO_LOSS_TYPES, "quantization": QUANTIZATION_CHOICES}
+LABELS = {
+    "max_steps": "Max steps",
+    "num_train_epochs": "Epochs",
+    "per_device_train_batch_size": "Batch size (per device)",
+    "max_length": "Max length (tokens)",
+    "lora.enabled": "LoRA adapters",
+    "lora.r": "LoRA rank r",
+    "lora.alpha": "LoRA alpha",
+    "lora.dropout": "LoRA dropout",
+    "lora.target_modules": "LoRA target modules",
+    "quantization": "Quantized base (LoRA only)",
+    "kl_coef": "KL coefficient β",
+}
+SECTIONS = ("basic", "stage", "lora", "shared")
+AUTO, YES, NO = "auto", "true", "false"
+NO_CUDA = "4-bit and 8-bit loading need a CUDA GPU (bitsandbytes); this machine has none, so it stays off."
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str  # "learning_rate", or "lora.enabled" for a nested field
+    hint: Any  # the type hint of the dataclass field
+
+    @property
+    def options(self) -> tuple[Any, ...]:
+        union = typing.get_origin(self.hint) in (typing.Union, types.UnionType)
+        return typing.get_args(self.hint) if union else (self.hint,)
+
+    @property
+    def base(self) -> Any:
+        return next(option for option in self.options if option is not type(None))
+
+    @property
+    def optional(self) -> bool:
+        return type(None) in self.options
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.name, self.name.replace("_", " ").capitalize())
+
+
+def stage_fields(cls: type[JobConfig]) -> list[FieldSpec]:
+    """The fields of one stage's class that the form edits, nested LoRA fields flattened to lora.<name>."""
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for item in fields(cls):
+        if item.name in PICKED_ABOVE:
+            continue
+        if item.name == "lora":
+            lora_hints = typing.get_type_hints(LoraSettings)
+            specs += [FieldSpec(f"lora.{sub.name}", lora_hints[sub.name]) for sub in fields(LoraSettings)]
+        else:
+            specs.append(FieldSpec(item.name, hints[item.name]))
+    return specs
+
+
+def all_fields() -> dict[str, FieldSpec]:
+    union: dict[str, FieldSpec] = {}
+    for cls in STAGE_CONFIGS.values():
+        union.update({spec.name: spec for spec in stage_fields(cls) if spec.name not in union})
+    return union
+
+
+def section(name: str) -> str:
+    if name in BASIC:
+        return "basic"
+    if name.startswith("lora.") or name == "quantization":
+        return "lora"
+    return "shared" if name in {item.name for item in fields(JobConfig)} else "stage"
+
+
+# ---------------------------------------------------------------- values <-> widgets
+
+
+def flatten(config_dict: dict[str, Any]) -> dict[str, Any]:
+    values = {key: value for key, value in config_dict.items() if key != "lora"}
+    values.update({f"lora.{key}": value for key, value in config_dict.get("lora", {}).items()})
+    return values
+
+
+def to_widget(spec: FieldSpec, value: Any) -> Any:
+    if spec.base is bool and spec.optional:
+        return AUTO if value is None else (YES if value else NO)
+    if isinstance(value, list):
+        return ", ".join(value)
+    return value
+
+
+def from_widget(spec: FieldSpec, value: Any) -> Any:
+    """The widget's value as the config expects it; config_from_dict reports anything still wrong."""
+    if spec.base is bool and spec.optional:
+        return None if value in (AUTO, None) else value == YES
+    if spec.base in (int, float) and value in ("", None):
+        return None
+    if spec.base is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if spec.name == "lora.target_modules":
+        names = [part.strip() for part in str(value or "").split(",") if part.strip()]
+        return names[0] if names == ["auto"] else names
+    return value
+
+
+def nest(values: dict[str, Any]) -> dict[str, Any]:
+    """Flat form values to config_from_dict's shape (lora.<name> back into a lora mapping)."""
+    nested: dict[str, Any] = {key: value for key, value in values.items() if not key.startswith("lora.")}
+    lora = {key.removeprefix("lora."): value for key, value in values.items() if key.startswith("lora.")}
+    return {**nested, "lora": lora} if lora else nested
+
+
+# ---------------------------------------------------------------- the form
+
+
+class SettingsForm:
+    """The widgets of every field; `show(stage, values)` and `read(stage, inputs)` move values in and out."""
+
+    def __init__(self) -> None:
+        self.specs = all_fields()
+        self.widgets: dict[str, gr.components.Component] = {}
+        self.cuda = gpu_count() > 0
+        self._build()
+
+    def _build(self) -> None:
+        by_section = {key: [s for s in self.specs.values() if section(s.name) == key] for key in SECTIONS}
+        with gr.Row(equal_height=True):
+            for spec in by_section["basic"]:
+                self.widgets[spec.name] = self._widget(spec)
+        with gr.Accordion("Stage settings", open=False, elem_id="train-stage-settings") as self.stage_box:
+            self._grid(by_section["stage"])
+        with gr.Accordion("LoRA and quantization", open=False):
+            self._grid(by_section["lora"])
+        with gr.Accordion("Schedule, evaluation and checkpoints", open=False):
+            self._grid(by_section["shared"])
+
+    def _grid(self, specs: list[FieldSpec], per_row: int = 4) -> None:
+        for start in range(0, len(specs), per_row):
+            with gr.Row(equal_height=True):
+                for spec in specs[start : start + per_row]:
+                    self.widgets[spec.name] = self._widget(spec)
+
+    def _widget(self, spec: FieldSpec) -> gr.components.Component:
+        common = {"label": spec.label, "elem_id": "setting-" + spec.name.replace(".", "-").replace("_", "-")}
+        if spec.name == "quantization":
+            info = "Loads the frozen base in 4 or 8 bits to save GPU memory." if self.cuda else NO_CUDA
+            return gr.Radio(list(QUANTIZATION_CHOICES), interactive=self.cuda, info=info, **common)
+        if spec.name in CHOICES:
+            return gr.Dropdown(list(CHOICES[spec.name]), **common)
+        if spec.base is bool:
+            if spec.optional:
+                return gr.Radio([AUTO, YES, NO], **common)
+            return gr.Checkbox(**common)
+        if spec.base in (int, float):
+            step = 1 if spec.base is int else 1e-6
+            return gr.Number(precision=0 if spec.base is int else None, step=step, **common)
+        return gr.Textbox(max_lines=1, **common)
+
+    def show(self, stage: str, values: dict[str, Any]) -> dict:
+        """Updates that show `stage`'s fields with `values`, its help strings as info, and hide the rest."""
+        cls = STAGE_CONFIGS[stage]
+        names = {spec.name for spec in stage_fields(cls)}
+        helps = field_help(cls)
+        updates: dict = {}
+        for name, widget in self.widgets.items():
+            if name not in names:
+                updates[widget] = gr.update(visible=False)
+                continue
+            info = NO_CUDA if name == "quantization" and not self.cuda else helps.get(name, "")
+            value = to_widget(self.specs[name], values.get(name))
+            updates[widget] = gr.update(visible=True, value=value, info=info)
+        has_own = any(section(name) == "stage" for name in names)
+        title = STAGE_LABELS.get(stage, stage.upper())
+        updates[self.stage_box] = gr.update(visible=has_own, label=f"{title} settings")
+        return updates
+
+    def from_config(self, config: JobConfig) -> dict[str, Any]:
+        """The flat form values of a config (its stage's fields only)."""
+        names = {spec.name for spec in stage_fields(type(config))}
+        return {key: value for key, value in flatten(config.to_dict()).items() if key in names}
+
+    def defaults(self, stage: str) -> dict[str, Any]:
+        return self.from_config(STAGE_CONFIGS[stage]())
+
+    def read(self, stage: str, inputs: dict) -> dict[str, Any]:
+        """The flat values of `stage`'s fields from an event's inputs (a dict keyed by widget)."""
+        names = [spec.name for spec in stage_fields(STAGE_CONFIGS[stage])]
+        return {name: from_widget(self.specs[name], inputs[self.widgets[name]]) for name in names}
