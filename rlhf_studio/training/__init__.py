@@ -69,6 +69,7 @@ def run_stage(
     try:
         with stop.installed():
             trainer, start_source = stage_builder(config.stage)(config, run_dir, workspace, callbacks)
+            metrics.write = trainer.is_world_process_zero()  # the Trainer's process view is the final one
             with stop.training_loop():
                 trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             if stop.requested:
