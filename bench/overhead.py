@@ -1,6 +1,6 @@
 """Overhead of the studio's training path over calling TRL directly, on the bundled model and demo data.
 
-    python bench/overhead.py [--stages dpo sft] [--steps 8] [--rounds 2]
+    python bench/overhead.py [--stages dpo sft] [--steps 8] [--rounds 2] [--threads N]
 
 For each stage the same job config (the stage defaults, fixed seed, `--steps` steps, no evaluation) runs
 (a) as a plain script that builds the TRL trainer itself (`--direct`, below), and
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -120,10 +121,10 @@ def prepare(workspace: Workspace, stage: str, steps: int, folder: Path) -> Path:
     return path
 
 
-def run_child(command: list[str], marker_file: Path | None = None) -> dict:
+def run_child(command: list[str], env: dict, marker_file: Path | None = None) -> dict:
     """Run one child; return its train_runtime and the rest of its wall time (setup)."""
     started = time.perf_counter()
-    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if finished.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{finished.stderr[-4000:]}")
@@ -136,7 +137,7 @@ def run_child(command: list[str], marker_file: Path | None = None) -> dict:
     return {"train_runtime": runtime, "setup": wall - runtime}
 
 
-def compare(stage: str, config_path: Path, rounds: int, folder: Path) -> None:
+def compare(stage: str, config_path: Path, rounds: int, folder: Path, env: dict) -> None:
     config = load_config(config_path)
     samples = config.max_steps * config.per_device_train_batch_size * config.gradient_accumulation_steps
     results: dict[str, list[dict]] = {"a": [], "b": []}
@@ -145,7 +146,7 @@ def compare(stage: str, config_path: Path, rounds: int, folder: Path) -> None:
             out = folder / f"{stage}-{variant}-{round_index}"
             if variant == "a":
                 command = [sys.executable, __file__, "--direct", str(config_path), str(out)]
-                result = run_child(command)
+                result = run_child(command, env)
             else:
                 command = [
                     sys.executable,
@@ -156,7 +157,7 @@ def compare(stage: str, config_path: Path, rounds: int, folder: Path) -> None:
                     "--run-dir",
                     str(out),
                 ]
-                result = run_child(command, out / "metrics.jsonl")
+                result = run_child(command, env, out / "metrics.jsonl")
             result["samples_per_s"] = samples / result["train_runtime"]
             results[variant].append(result)
             print(
@@ -180,6 +181,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per child (OMP_NUM_THREADS); on a shared "
+        "machine 1 keeps both variants off each other's cores",
+    )
+    parser.add_argument(
         "--direct", nargs=2, type=Path, metavar=("CONFIG", "OUTPUT_DIR"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -187,9 +194,11 @@ def main() -> None:
         direct(*args.direct)
         return
     workspace = Workspace.from_env()
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
     with tempfile.TemporaryDirectory(prefix="rlhf-overhead-") as scratch:
         for stage in args.stages:
-            compare(stage, prepare(workspace, stage, args.steps, Path(scratch)), args.rounds, Path(scratch))
+            config_path = prepare(workspace, stage, args.steps, Path(scratch))
+            compare(stage, config_path, args.rounds, Path(scratch), env)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ PIPELINES: dict[str, tuple[StageLink, ...]] = {
 
 
 def available_pipelines() -> list[str]:
-    """Pipelines whose every stage the engine can train (PPO's appears once PPO has a config class)."""
+    """Pipelines whose every stage the engine can train."""
     return [name for name, links in PIPELINES.items() if all(link.stage in STAGE_CONFIGS for link in links)]
 
 

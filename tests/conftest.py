@@ -26,3 +26,17 @@ def workspace(tmp_path, monkeypatch) -> Workspace:
     """An empty workspace; child processes find it through RLHF_STUDIO_HOME."""
     monkeypatch.setenv("RLHF_STUDIO_HOME", str(tmp_path / "workspace"))
     return Workspace.at(tmp_path / "workspace")
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A sequence classifier (random one-output head) on the tiny model: a stand-in reward-model run."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-reward")
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    return folder

@@ -8,6 +8,7 @@ from rlhf_studio.config import (
     STAGE_CONFIGS,
     ConfigError,
     DPOJobConfig,
+    PPOJobConfig,
     RewardJobConfig,
     SFTJobConfig,
     config_errors,
@@ -22,7 +23,8 @@ from rlhf_studio.data import import_dataset
 
 @pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
 def test_every_stage_default_is_valid_and_round_trips_through_yaml(stage, tmp_path):
-    config = STAGE_CONFIGS[stage](dataset="demo")
+    required = {"ppo": {"reward_model": "run:20261122-141501-rm-3f2a"}}.get(stage, {})
+    config = STAGE_CONFIGS[stage](dataset="demo", **required)
     assert config.stage == stage and config_errors(config) == []
     save_config(config, tmp_path / "job.yaml")
     assert load_config(tmp_path / "job.yaml") == config
@@ -70,7 +72,7 @@ def test_wrong_types_and_stage_name_the_field():
         "learning_rate: expected a number, got 'fast'",
         "lora.enabled: expected true/false, got 'yes'",
     ]
-    with pytest.raises(ConfigError, match="stage: expected one of sft, rm, dpo, got 'ppo2'"):
+    with pytest.raises(ConfigError, match="stage: expected one of sft, rm, dpo, ppo, got 'ppo2'"):
         config_from_dict({"stage": "ppo2"})
     with pytest.raises(ConfigError, match="config: expected a mapping"):
         config_from_dict(["stage", "sft"])
@@ -148,3 +150,37 @@ def test_every_field_has_help():
         }
         assert set(helps) == names | {"lora"}
         assert all(helps.values())
+
+
+def test_ppo_settings_are_checked_by_name():
+    config = PPOJobConfig(
+        dataset="demo", reward_model="run:rm", top_p=0.0, ptx_coef=0.1, response_length=600, value_model="x"
+    )
+    assert config_errors(config) == [
+        "value_model: must be one of reward_model, policy_head",
+        "response_length: must leave at least 8 of max_length (512) tokens for the prompt",
+        "top_p: must be above 0 and at most 1",
+        "ptx_dataset: choose an SFT dataset",
+    ]
+    assert config_errors(PPOJobConfig(dataset="demo")) == [
+        "reward_model: choose a reward-model run (or a local one)"
+    ]
+
+
+def test_ppo_needs_a_reward_model_and_sft_data_for_ptx(workspace, tiny_model_dir):
+    source = workspace.root / "pairs.jsonl"
+    source.write_text('{"prompt": "Hi?", "chosen": "Ahoy!", "rejected": "Hello."}\n' * 4)
+    import_dataset(workspace, source, "pairs")
+    config = PPOJobConfig(
+        model=str(tiny_model_dir),
+        dataset="pairs",
+        reward_model=str(tiny_model_dir),
+        ptx_coef=0.5,
+        ptx_dataset="pairs",
+    )
+    assert config_errors(config, workspace) == [
+        f"reward_model: {tiny_model_dir} is a language model; pick a reward-model run "
+        "(a sequence classifier)",
+        "ptx_dataset: pairs: sft needs demonstrations (prompt/completion, messages or text), but this "
+        "dataset is preference",
+    ]

@@ -12,8 +12,19 @@ import time
 
 import pytest
 
-from rlhf_studio.config import STAGE_CONFIGS, ConfigError, DPOJobConfig, SFTJobConfig, load_config, validate
+from rlhf_studio.config import (
+    ConfigError,
+    DPOJobConfig,
+    PPOJobConfig,
+    RewardJobConfig,
+    SFTJobConfig,
+    load_config,
+    validate,
+)
 from rlhf_studio.jobs import JobManager
+from rlhf_studio.pipelines import (
+    RUNNING as PIPELINE_RUNNING,
+)
 from rlhf_studio.pipelines import (
     PipelineRunner,
     available_pipelines,
@@ -183,9 +194,8 @@ def test_a_restarted_app_goes_on_watching(workspace, configs, tiny_model_dir):
     assert again.pipeline_of(reloaded.stages[1].run_id) is reloaded
 
 
-def test_ppo_pipeline_is_offered_only_when_the_engine_has_ppo():
-    assert "sft-dpo" in available_pipelines()
-    assert ("sft-rm-ppo" in available_pipelines()) == ("ppo" in STAGE_CONFIGS)
+def test_both_pipelines_are_offered():
+    assert available_pipelines() == ["sft-rm-ppo", "sft-dpo"]
 
 
 @pytest.mark.slow
@@ -204,6 +214,38 @@ def test_real_sft_then_dpo_pipeline(workspace, configs):
         runner.poll()
         assert pipeline.state == COMPLETED
         assert read_status(run_dir(workspace, dpo_run)).parent == sft_run
+    finally:
+        runner.shutdown()
+        jobs.shutdown()
+
+
+@pytest.mark.slow
+def test_real_sft_rm_ppo_pipeline_links_policy_and_reward_model(workspace, configs, datasets, tiny_model_dir):
+    sft, _ = configs
+    rm = RewardJobConfig(model=str(tiny_model_dir), dataset=datasets["preference"], **TINY)
+    ppo = PPOJobConfig(
+        model=str(tiny_model_dir),
+        reward_model="",  # filled in with the RM stage's run
+        dataset=datasets["preference"],
+        max_steps=1,
+        response_length=4,
+        per_device_train_batch_size=2,
+        num_mini_batches=1,
+        max_length=64,
+    )
+    jobs = JobManager(workspace)
+    runner = PipelineRunner(jobs, poll_seconds=0.2)
+    try:
+        pipeline = runner.start("sft-rm-ppo", [sft, rm, ppo])
+        deadline = time.monotonic() + 600
+        while pipeline.state == PIPELINE_RUNNING and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pipeline.state == COMPLETED, pipeline.message
+        sft_run, rm_run, ppo_run = (stage.run_id for stage in pipeline.stages)
+        ppo_config = load_config(run_dir(workspace, ppo_run) / "config.yaml")
+        assert (ppo_config.model, ppo_config.reward_model) == (f"run:{sft_run}", f"run:{rm_run}")
+        assert lineage(workspace, ppo_run) == [ppo_run, sft_run]
+        assert "objective/scores" in read_status(run_dir(workspace, ppo_run)).summary
     finally:
         runner.shutdown()
         jobs.shutdown()

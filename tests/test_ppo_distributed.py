@@ -16,8 +16,8 @@ SCRIPT = """
 import sys
 from pathlib import Path
 
-from rlhf_studio.config import LoraSettings
-from rlhf_studio.training.ppo import PPOJobConfig, train
+from rlhf_studio.config import LoraSettings, PPOJobConfig
+from rlhf_studio.training.ppo import train
 from rlhf_studio.workspace import Workspace
 
 

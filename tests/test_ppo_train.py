@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhf_studio.config import LoraSettings
+from rlhf_studio.config import LoraSettings, PPOJobConfig
 from rlhf_studio.data import import_dataset
 from rlhf_studio.training.callbacks import GracefulStop, NonFiniteLossError, TrainingStopped
-from rlhf_studio.training.ppo import PPOJobConfig, PPOTrainer, train
+from rlhf_studio.training.ppo import PPOTrainer, train
 
 METRIC_NAMES = [
     "objective/scores", "objective/kl", "objective/rlhf_reward", "objective/entropy",
@@ -42,19 +42,6 @@ def prompts(workspace):
     return "prompts"
 
 
-@pytest.fixture(scope="session")
-def tiny_reward_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """A sequence classifier (random one-output head) on the tiny model: a stand-in reward-model run."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-reward")
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    return folder
-
-
 def tiny_config(model_dir, **overrides) -> PPOJobConfig:
     values = dict(
         model=str(model_dir),
@@ -76,7 +63,6 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.slow
 def test_ppo_raises_a_simple_reward_with_finite_kl(tiny_model_dir, workspace, prompts, tmp_path):
     config = tiny_config(tiny_model_dir, max_steps=20, response_length=12, per_device_train_batch_size=8)
     train(config, tmp_path / "run", workspace, reward_fn=low_token_reward)

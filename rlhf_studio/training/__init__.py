@@ -68,6 +68,10 @@ def run_stage(
     ]
     try:
         with stop.installed():
+            if config.stage == "ppo":  # our own loop on accelerate: TRL 1.16 has no PPO trainer
+                from rlhf_studio.training import ppo
+
+                return ppo.train(config, run_dir, workspace, resume_from, metrics, stop)
             trainer, start_source = stage_builder(config.stage)(config, run_dir, workspace, callbacks)
             metrics.write = trainer.is_world_process_zero()  # the Trainer's process view is the final one
             with stop.training_loop():

@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-from rlhf_studio.config import JobConfig, LoraSettings, _field, _override
+from rlhf_studio.config import PPOJobConfig
 from rlhf_studio.data import load_split
 from rlhf_studio.models import device_precision
 from rlhf_studio.training.callbacks import (
@@ -53,80 +52,6 @@ SAMPLES_FILE, WARNINGS_FILE = "samples.jsonl", "warnings.jsonl"
 SAMPLES_PER_LOG = 4
 
 
-@dataclass(kw_only=True)
-class PPOJobConfig(JobConfig):
-    """PPO (InstructGPT-style RLHF): sample replies to prompts, score them with a reward model, and move the
-    policy towards higher scores with a per-token KL penalty to the starting model."""
-
-    stage: str = _override(JobConfig, "stage", "ppo", init=False)
-    dataset: str = _field(
-        "",
-        "Prompts to sample replies for: a prompt-only dataset, or the prompts of an SFT or preference one.",
-    )
-    max_steps: int | None = _field(
-        16,
-        "PPO steps (each: sample a rollout batch, score it, update); empty: num_train_epochs of prompts.",
-    )
-    learning_rate: float = _override(JobConfig, "learning_rate", 3e-4)
-    per_device_train_batch_size: int = _field(
-        8, "Rollouts per forward/backward pass; rollout batch = this x accumulation x num_mini_batches."
-    )
-    logging_steps: int = _override(JobConfig, "logging_steps", 1)
-    save_steps: int = _override(JobConfig, "save_steps", 20)
-    lora: LoraSettings = _field(
-        LoraSettings(enabled=True),
-        "LoRA settings; on by default for PPO: the reference is the policy with its adapter disabled and the "
-        "reward model the critic with its adapter disabled, so each base model is held once.",
-    )
-    reward_model: str = _field(
-        "",
-        "The reward model: run:<id> of a reward-model run, or a local sequence-classification model folder.",
-    )
-    value_model: str = _field(
-        "reward_model",
-        "The critic: reward_model (a trainable copy of the reward model, as in InstructGPT) or policy_head "
-        "(a linear value head on the policy: less memory and time).",
-    )
-    num_mini_batches: int = _field(2, "Minibatches (optimizer updates) per PPO epoch over the rollout batch.")
-    num_ppo_epochs: int = _field(2, "Passes over each rollout batch.")
-    response_length: int = _field(48, "Most new tokens per response; sampling stops earlier at EOS.")
-    temperature: float = _field(1.0, "Sampling temperature (log-probs are taken at the same temperature).")
-    top_k: int = _field(0, "Sample among the k most likely tokens only; 0: off.")
-    top_p: float = _field(
-        1.0, "Nucleus sampling: the smallest set of tokens with this probability; 1.0: off."
-    )
-    kl_coef: float = _field(
-        0.05, "beta: weight of the per-token KL penalty to the starting model (initial value)."
-    )
-    target_kl: float | None = _field(
-        None, "Adapt beta so the KL (nats per response) approaches this target; empty: beta stays fixed."
-    )
-    kl_horizon: int = _field(10000, "Adaptive beta: samples over which beta can change by about 20%.")
-    cliprange: float = _field(0.2, "PPO clip range of the policy ratio.")
-    cliprange_value: float = _field(0.2, "Clip range of the value update.")
-    vf_coef: float = _field(0.1, "Weight of the value loss.")
-    gamma: float = _field(1.0, "Discount factor.")
-    lam: float = _field(0.95, "GAE lambda.")
-    whiten_rewards: bool = _field(False, "Normalise the per-token rewards (not only the advantages).")
-    missing_eos_penalty: float | None = _field(
-        None, "Subtract this from the score of responses that never emit EOS (cut at response_length)."
-    )
-    ptx_coef: float = _field(0.0, "PPO-ptx: weight of the SFT language-modelling loss; 0: off.")
-    ptx_dataset: str = _field("", "PPO-ptx: the SFT dataset whose loss is mixed in.")
-    kl_budget: float | None = _field(
-        20.0, "Warn when the KL (nats per response) goes above this; empty: no budget."
-    )
-    stop_at_kl_budget: bool = _field(False, "End the run early (and save) when the KL goes over kl_budget.")
-    sample_steps: int = _field(
-        5, "Write a few prompts, responses and scores to samples.jsonl every this many steps."
-    )
-    save_value_model: bool = _field(False, "Also save the trained critic to value_model/ at the end.")
-    local_rollout_forward_batch_size: int = _field(
-        16, "Sequences per generation / scoring forward pass (memory, not maths)."
-    )
-    max_grad_norm: float = _field(1.0, "Clip the gradient norm to this; 0: no clipping.")
-
-
 def rollout_batch_size(config) -> int:
     """Prompts each process samples per step: micro-batch x accumulation x minibatches."""
     return config.per_device_train_batch_size * config.gradient_accumulation_steps * config.num_mini_batches
@@ -139,7 +64,7 @@ def total_steps(config, prompt_count: int, world: int) -> int:
 
 
 def train(
-    config,
+    config: PPOJobConfig,
     run_dir: Path,
     workspace: Workspace,
     resume_from: Path | None = None,
@@ -147,13 +72,14 @@ def train(
     stop: GracefulStop | None = None,
     reward_fn: RewardFn | None = None,
 ) -> dict:
-    """Run PPO for `config` (a PPOJobConfig) into `run_dir`; return the last metrics, step and warnings.
+    """Run PPO for `config` into `run_dir`; return the last metrics, step and warnings.
 
     `metrics` and `stop` are run_stage's (a fresh writer and SIGTERM flag otherwise); `reward_fn` replaces the
     reward model (then the critic is a value head on the policy).
     """
     trainer = PPOTrainer(config, Path(run_dir), workspace, reward_fn)
     metrics = metrics or MetricsLog(trainer.run_dir / "metrics.jsonl", write=trainer.main)
+    metrics.write = trainer.main  # the accelerator's view of the processes is the final one
     stop = stop or GracefulStop()
     if resume_from is not None:
         trainer.resume(Path(resume_from))

@@ -100,14 +100,53 @@ def collect_rollout(
 ) -> Rollout:
     """Sample a response to each prompt, then score it and take reference log-probs and values."""
     device = accelerator.device
-    actor_critic = models.actor_critic.eval()  # eval: the KV cache works with activation checkpointing
     started = time.perf_counter()
     query_ids, query_mask = left_pad(
         encode_prompts(prompts, models.tokenizer, max_prompt_tokens), settings.pad_token_id, device
     )
+    chunks = sample_in_chunks(
+        models, accelerator, query_ids, query_mask, settings, forward_batch_size, generator
+    )
+    responses = pad_right([chunk.responses for chunk in chunks], settings.pad_token_id)
+    decoded = decode_responses(models.tokenizer, responses, settings.eos_token_ids)
+    decoded.prompts = list(prompts)
+    generated = time.perf_counter()
+    query_responses = torch.cat([query_ids, responses], dim=1)
+    attention_mask = torch.cat([query_mask, decoded.mask.long()], dim=1)
+    ref_logprobs, values = reference_and_values(
+        models, accelerator, query_responses, attention_mask, query_ids.shape[1], settings, forward_batch_size
+    )
+    if values is None:  # a value head on the policy: values from the hidden states kept while sampling
+        values = models.actor_critic.head_values(pad_right([chunk.hidden for chunk in chunks], 0.0))
+    has_eos = torch.isin(responses, torch.tensor(settings.eos_token_ids, device=device)).any(dim=1)
+    with accelerator.autocast():
+        scores = models.scorer(decoded).to(device).float()
+    if missing_eos_penalty is not None:
+        scores = scores - missing_eos_penalty * (~has_eos).float()
+    return Rollout(
+        prompts=decoded.prompts,
+        texts=decoded.texts,
+        query_responses=query_responses,
+        attention_mask=attention_mask,
+        context_length=query_ids.shape[1],
+        responses=responses,
+        mask=decoded.mask,
+        logprobs=pad_right([chunk.logprobs for chunk in chunks], 0.0),
+        ref_logprobs=ref_logprobs,
+        values=values,
+        entropy=pad_right([chunk.entropy for chunk in chunks], 0.0),
+        scores=scores,
+        has_eos=has_eos,
+        timings={"time/generation": generated - started, "time/scoring": time.perf_counter() - generated},
+    )
+
+
+def sample_in_chunks(models: PPOModels, accelerator, query_ids, query_mask, settings, batch_size, generator):
+    """Sample responses `batch_size` queries at a time. (B, P) queries -> list of Sampled chunks."""
+    actor_critic = models.actor_critic.eval()  # eval: the KV cache works with activation checkpointing
     chunks = []
-    for start in range(0, len(prompts), forward_batch_size):
-        part = slice(start, start + forward_batch_size)
+    for start in range(0, query_ids.shape[0], batch_size):
+        part = slice(start, start + batch_size)
         with accelerator.autocast():
             chunks.append(
                 sample(
@@ -119,47 +158,36 @@ def collect_rollout(
                     keep_hidden=actor_critic.value_head is not None,
                 )
             )
-    responses = pad_right([chunk.responses for chunk in chunks], settings.pad_token_id)
-    decoded = decode_responses(models.tokenizer, responses, settings.eos_token_ids)
-    decoded.prompts = list(prompts)
-    generated = time.perf_counter()
-    query_responses = torch.cat([query_ids, responses], dim=1)
-    attention_mask = torch.cat([query_mask, decoded.mask.long()], dim=1)
+    return chunks
+
+
+def reference_and_values(
+    models: PPOModels,
+    accelerator,
+    query_responses,
+    attention_mask,
+    context_length: int,
+    settings,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Reference log-probs and critic values of the responses, one forward each per chunk of `batch_size`.
+
+    query_responses, attention_mask (B, P + T) -> ((B, T), (B, T) or None without a critic model).
+    """
+    critic = models.actor_critic.critic
+    length = query_responses.shape[1] - context_length
     ref_logprobs, values = [], []
-    for start in range(0, len(prompts), forward_batch_size):
-        part = slice(start, start + forward_batch_size)
-        ids, mask, context, kept = trim_columns(
-            query_responses[part], attention_mask[part], query_ids.shape[1]
-        )
+    for start in range(0, query_responses.shape[0], batch_size):
+        part = slice(start, start + batch_size)
+        ids, mask, context, kept = trim_columns(query_responses[part], attention_mask[part], context_length)
         with accelerator.autocast(), models.reference_context():
             logits, _ = response_logits(models.reference_model(), ids, mask, context)
-            ref_logprobs.append(logprobs_from_logits(logits / settings.temperature, ids[:, context:]))
-            if actor_critic.critic is not None:
-                values.append(critic_values(actor_critic.critic, ids, mask, context))
-    if actor_critic.value_head is not None:
-        values = [actor_critic.head_values(pad_right([chunk.hidden for chunk in chunks], 0.0))]
-    has_eos = torch.isin(responses, torch.tensor(settings.eos_token_ids, device=device)).any(dim=1)
-    with accelerator.autocast():
-        scores = models.scorer(decoded).to(device).float()
-    if missing_eos_penalty is not None:
-        scores = scores - missing_eos_penalty * (~has_eos).float()
-    length = responses.shape[1]
-    return Rollout(
-        prompts=decoded.prompts,
-        texts=decoded.texts,
-        query_responses=query_responses,
-        attention_mask=attention_mask,
-        context_length=query_ids.shape[1],
-        responses=responses,
-        mask=decoded.mask,
-        logprobs=pad_right([chunk.logprobs for chunk in chunks], 0.0),
-        ref_logprobs=pad_right([part[:, :length] for part in ref_logprobs], 0.0),
-        values=pad_right([part[:, :length] for part in values], 0.0),
-        entropy=pad_right([chunk.entropy for chunk in chunks], 0.0),
-        scores=scores,
-        has_eos=has_eos,
-        timings={"time/generation": generated - started, "time/scoring": time.perf_counter() - generated},
-    )
+            logprobs = logprobs_from_logits(logits / settings.temperature, ids[:, context:])
+        ref_logprobs.append(F.pad(logprobs, (0, length - kept)))
+        if critic is not None:
+            with accelerator.autocast():
+                values.append(F.pad(critic_values(critic, ids, mask, context), (0, length - kept)))
+    return torch.cat(ref_logprobs), torch.cat(values) if critic is not None else None
 
 
 def compute_advantages(
