@@ -54,7 +54,8 @@ def run_stage(workspace: Workspace, stage: str, links: dict[str, str]) -> tuple[
     run_id, folder = create_run_dir(workspace, stage)
     save_config(config, folder / "config.yaml")
     started = time.perf_counter()
-    command = [sys.executable, "-m", "rlhf_studio", "train", str(folder / "config.yaml"), "--run-dir", str(folder)]
+    command = [sys.executable, "-m", "rlhf_studio", "train", str(folder / "config.yaml"), "--run-dir"]
+    command.append(str(folder))
     with open(folder / "train.log", "ab") as log:
         finished = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
@@ -80,7 +81,7 @@ def report(workspace: Workspace, stage: str, run_id: str, seconds: float) -> Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", nargs="+", default=["sft", "rm", "dpo", "ppo"], choices=list(DATASETS))
     parser.add_argument("--sft-run")
     parser.add_argument("--rm-run")
