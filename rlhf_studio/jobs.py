@@ -18,7 +18,8 @@ thread writes it only before the start and after the exit, when it classifies ho
     killed by a signal (kill -9, the OOM killer)  -> failed, "killed by signal SIGKILL", with the log tail
     any other exit                                -> failed, "exited with code N"
 
-One training at a time also holds across processes: the child takes the workspace's training lock first.
+One training at a time also holds across processes and workspaces: the child takes the machine's training
+lock first.
 
 Recovery (in the constructor): a queued or running run whose training process is gone (pid dead, pid now
 another program, or heartbeat stale) becomes `interrupted`. So do queued runs of a previous app, rather than

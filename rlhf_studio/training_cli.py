@@ -7,8 +7,9 @@
 While it runs, this process owns RUN/status.json: `running` with its pid and process group, a heartbeat every
 HEARTBEAT_SECONDS from a thread, then `completed` with the stage's summary, `failed` with the error class and
 a message (Python error, out of memory, NaN/Inf loss) or `cancelled` (SIGTERM or Ctrl-C), each with the last
-lines of train.log. Before it loads anything it takes the workspace's training lock, so that a second
-training, whoever starts it, waits for the first.
+lines of train.log. Before it loads anything it takes the machine's training lock (one file per user account
+in the temp folder, whatever the workspace; $RLHF_STUDIO_TRAINING_LOCK names another), so that a second
+training, whoever starts it and from whichever workspace or app, waits for the first.
 
 Under `accelerate launch` only the main process makes the run folder, takes the lock and writes the status;
 it then sends the folder to the other ranks, so all of them train into one run.
@@ -27,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,7 +64,7 @@ from rlhf_studio.workspace import Workspace
 HEARTBEAT_SECONDS = 3.0
 STALE_HEARTBEAT_SECONDS = 60.0  # this much silence means the process is gone or hung
 GRACE_SECONDS = 5.0  # a stop sends SIGTERM, then SIGKILL to the whole process group after this
-TRAINING_LOCK = "training.lock"  # in the workspace root
+TRAINING_LOCK_ENV = "RLHF_STUDIO_TRAINING_LOCK"  # path of the lock file, instead of the default
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger("rlhf_studio.train")
@@ -97,10 +99,20 @@ class StatusWriter:
                 log.warning("could not write the heartbeat: %s", error)
 
 
+def training_lock_path() -> Path:
+    """The lock every training on this machine takes: one GPU (or CPU) trains one job at a time."""
+    configured = os.environ.get(TRAINING_LOCK_ENV)
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / f"rlhf-studio-training-{os.getuid()}.lock"
+
+
 @contextmanager
-def training_lock(workspace: Workspace, on_wait: Callable[[], None]) -> Iterator[None]:
-    """Hold the workspace's training lock; call `on_wait` first if another process holds it."""
-    with open(workspace.root / TRAINING_LOCK, "a") as handle:
+def training_lock(on_wait: Callable[[], None]) -> Iterator[None]:
+    """Hold the machine's training lock; call `on_wait` first if another process holds it."""
+    path = training_lock_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -142,7 +154,7 @@ def train_main_process(args: argparse.Namespace, workspace: Workspace, distribut
     status.start_heartbeat()
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
-        with training_lock(workspace, on_wait=lambda: waiting_for_lock(status)):
+        with training_lock(on_wait=lambda: waiting_for_lock(status)):
             resume_from = newest_checkpoint(folder) if args.resume else None
             start_running(status, folder, resume_from, args.resume)
             if distributed:

@@ -44,6 +44,7 @@ def running_studio(workspace_root: Path, extra_args: tuple[str, ...] = (), env: 
     environment = {
         **os.environ,
         "RLHF_STUDIO_HOME": str(workspace_root),
+        "RLHF_STUDIO_TRAINING_LOCK": str(workspace_root.parent / "training.lock"),  # the test's own
         "HF_HUB_OFFLINE": "1",
         **(env or {}),
     }

@@ -23,8 +23,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Workspace:
-    """An empty workspace; child processes find it through RLHF_STUDIO_HOME."""
+    """An empty workspace; child processes find it through RLHF_STUDIO_HOME. The training lock is the test's
+    own, so that tests never wait for a training the developer runs on the same machine."""
     monkeypatch.setenv("RLHF_STUDIO_HOME", str(tmp_path / "workspace"))
+    monkeypatch.setenv("RLHF_STUDIO_TRAINING_LOCK", str(tmp_path / "training.lock"))
     return Workspace.at(tmp_path / "workspace")
 
 

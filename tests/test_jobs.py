@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -40,7 +41,7 @@ from rlhf_studio.runs import (
     run_dir,
     write_status,
 )
-from rlhf_studio.training_cli import GRACE_SECONDS, training_lock
+from rlhf_studio.training_cli import GRACE_SECONDS, TRAINING_LOCK_ENV, training_lock, training_lock_path
 
 LONG_RUN = 100_000  # steps
 FINISH_SECONDS = 240  # generous: CI machines with 2 cores run these side by side with other tests
@@ -296,11 +297,21 @@ def test_killed_job_fails_with_its_cause_and_the_queue_goes_on(manager, workspac
     assert manager.status(parent).state == COMPLETED  # the kill touched no other run
 
 
+def test_the_training_lock_is_one_per_machine_not_per_workspace(monkeypatch):
+    monkeypatch.delenv(TRAINING_LOCK_ENV, raising=False)
+    default = training_lock_path()
+    assert default.parent == Path(tempfile.gettempdir()) and str(os.getuid()) in default.name
+    monkeypatch.setenv("RLHF_STUDIO_HOME", "/somewhere/else")
+    assert training_lock_path() == default
+    monkeypatch.setenv(TRAINING_LOCK_ENV, "/shared/gpu0.lock")
+    assert training_lock_path() == Path("/shared/gpu0.lock")
+
+
 @pytest.mark.slow
 def test_nan_loss_fails_with_the_reason_after_waiting_for_the_training_lock(
     manager, workspace, config, nan_model_dir
 ):
-    with training_lock(workspace, on_wait=lambda: None):  # "another training" holds the machine
+    with training_lock(on_wait=lambda: None):  # "another training" holds the machine
         exploding = manager.submit(config(model=str(nan_model_dir), max_steps=20))
         folder = run_dir(workspace, exploding)
         waiting = wait_until(
