@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -17,7 +18,8 @@ from browser import REPO, chromium_page, needs_chromium, running_studio, screens
 from playwright.sync_api import expect
 
 from rlhf_studio.commands import gpu_count
-from rlhf_studio.config import STAGE_CONFIGS, DPOJobConfig, config_from_dict
+from rlhf_studio.config import STAGE_CONFIGS, DPOJobConfig, RewardJobConfig, config_from_dict, load_config
+from rlhf_studio.data import import_dataset, list_datasets
 from rlhf_studio.jobs import JobManager
 from rlhf_studio.monitor import MetricsReader
 from rlhf_studio.pipelines import PipelineRunner
@@ -28,6 +30,7 @@ from rlhf_studio.runs import (
     RUNNING,
     RunError,
     create_run,
+    finish_status,
     read_status,
     run_dir,
     update_status,
@@ -234,3 +237,53 @@ def test_stop_button_cancels_a_running_job(studio):
         expect(status).to_contain_text("cancelled", timeout=60_000)
         screenshot(page, "train-tab-stopped")
     assert read_status(root / "runs" / run_id).state == CANCELLED
+
+
+def finished_reward_model_run(root: Path, reward_dir: Path) -> str:
+    """A completed reward-model run in the app's workspace (the tiny classifier as its model)."""
+    workspace = Workspace.at(root)
+    if "demo-prefs" not in {manifest.name for manifest in list_datasets(workspace)}:
+        import_dataset(workspace, DEMO_PREFERENCES, "demo-prefs")
+    run_id = create_run(workspace, RewardJobConfig(model=str(reward_dir), dataset="demo-prefs"))
+    shutil.copytree(reward_dir, run_dir(workspace, run_id) / "model")
+    finish_status(run_dir(workspace, run_id), COMPLETED)
+    return run_id
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_ppo_run_shows_score_and_kl_charts_and_samples(studio, tiny_reward_dir):
+    url, root = studio
+    reward_run = finished_reward_model_run(root, tiny_reward_dir)
+    before = run_ids(root)
+    with chromium_page() as page:
+        page.goto(url)
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#train-stage").get_by_role("radio", name="PPO", exact=True).check()
+        expect(page.locator("#train-reward input")).to_have_value(re.compile(reward_run))
+        expect(page.locator("#train-data-ppo input")).to_have_value("demo-prefs")
+        page.locator("#setting-max-steps input").fill("3")
+        page.locator("#setting-max-length input").fill("64")
+        page.locator("#setting-response-length input").fill("8")
+        page.locator("#setting-per-device-train-batch-size input").fill("2")
+        page.locator("#train-start").click()
+        expect(page.locator("#train-message")).to_contain_text("Started")
+        (run_id,) = run_ids(root) - before - {reward_run}
+        screenshot(page, "train-tab-ppo")
+
+        page.get_by_role("tab", name="Monitor").click()
+        steps = watch_progress(page)
+        assert steps[-1] == "step 3/3", steps
+        page.wait_for_function("() => document.querySelector('#monitor-chart-1 .js-plotly-plot')")
+        titles = page.evaluate(
+            "() => [0, 1].map(i => document.querySelector(`#monitor-chart-${i} .js-plotly-plot`)"
+            ".layout.title.text)"
+        )
+        assert titles == ["objective/scores", "objective/kl"]
+        assert chart_points(page) >= 3
+        samples = page.get_by_text("PPO samples (latest step)")
+        expect(samples).to_be_visible()
+        screenshot(page, "monitor-tab-ppo")
+    assert read_status(root / "runs" / run_id).state == COMPLETED
+    config = load_config(root / "runs" / run_id / "config.yaml")
+    assert (config.stage, config.reward_model, config.max_steps) == ("ppo", f"run:{reward_run}", 3)

@@ -28,6 +28,7 @@ from rlhf_studio.config.io import config_from_dict, load_config, save_config
 from rlhf_studio.config.stages import (
     DPO_LOSS_TYPES,
     STAGE_CONFIGS,
+    VALUE_MODELS,
     DPOJobConfig,
     PPOJobConfig,
     RewardJobConfig,
@@ -38,6 +39,7 @@ __all__ = [
     "DPO_LOSS_TYPES",
     "QUANTIZATION_CHOICES",
     "STAGE_CONFIGS",
+    "VALUE_MODELS",
     "ConfigError",
     "DPOJobConfig",
     "JobConfig",

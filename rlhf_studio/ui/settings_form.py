@@ -19,6 +19,7 @@ from rlhf_studio.config import (
     DPO_LOSS_TYPES,
     QUANTIZATION_CHOICES,
     STAGE_CONFIGS,
+    VALUE_MODELS,
     JobConfig,
     LoraSettings,
     field_help,
@@ -33,8 +34,11 @@ BASIC = (
     "per_device_train_batch_size",
     "max_length",
     "lora.enabled",
-)
-CHOICES = {"loss_type": DPO_LOSS_TYPES, "quantization": QUANTIZATION_CHOICES}
+    "beta",  # DPO
+    "response_length",  # PPO
+    "kl_coef",  # PPO
+)  # a stage shows those it has
+CHOICES = {"loss_type": DPO_LOSS_TYPES, "quantization": QUANTIZATION_CHOICES, "value_model": VALUE_MODELS}
 LABELS = {
     "max_steps": "Max steps",
     "num_train_epochs": "Epochs",
@@ -47,6 +51,13 @@ LABELS = {
     "lora.target_modules": "LoRA target modules",
     "quantization": "Quantized base (LoRA only)",
     "kl_coef": "KL coefficient β",
+    "beta": "β (KL strength)",
+    "response_length": "Response length (tokens)",
+    "target_kl": "Target KL (adaptive β)",
+    "kl_budget": "KL budget (nats)",
+    "ptx_coef": "PPO-ptx coefficient",
+    "ptx_dataset": "PPO-ptx SFT dataset",
+    "value_model": "Critic",
 }
 SECTIONS = ("basic", "stage", "lora", "shared")
 AUTO, YES, NO = "auto", "true", "false"

@@ -155,8 +155,13 @@ class TrainTab:
         stages = stages_of(selection)
         updates: dict = {self.model: gr.update(choices=model_choices(self.runner))}
         reward_needed = "reward_model" in STAGE_CONFIGS[stages[0]].__dataclass_fields__
+        rewards = run_choices(self.runner, ("rm",)) if reward_needed else []
+        current = inputs.get(self.reward)  # kept if typed in (a folder) or still offered; else the newest
+        keep = current and (not current.startswith(RUN_PREFIX) or current in [v for _, v in rewards])
         updates[self.reward] = gr.update(
-            visible=reward_needed, choices=run_choices(self.runner, ("rm",)) if reward_needed else []
+            visible=reward_needed,
+            choices=rewards,
+            value=current if keep else (rewards[0][1] if rewards else None),
         )
         notes = []
         for stage, dropdown in self.datasets.items():
