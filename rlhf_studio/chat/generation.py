@@ -27,6 +27,18 @@ from rlhf_studio.chat.cache import LoadedModel
 from rlhf_studio.chat.templates import Prompt
 from rlhf_studio.training.ppo_rollout import filter_logits
 
+ALL_THREADS = torch.get_num_threads()
+
+
+def share_cpu(training: bool) -> None:
+    """Give chat one CPU thread while a training child runs, all of them otherwise (no effect on a GPU).
+
+    With every core busy, two processes that both spread their matrix products over all cores slow each
+    other down several times over (OpenMP threads spin while they wait), so the chat keeps out of the way.
+    """
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1 if training else ALL_THREADS)
+
 
 class ChatError(ValueError):
     """A chat request was refused; the message is one sentence for the user."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
+from rlhf_studio.chat import ModelCache
 from rlhf_studio.jobs import JobManager
 from rlhf_studio.monitor import MetricsReader
 from rlhf_studio.pipelines import PipelineRunner
+from rlhf_studio.ui.chat_tab import build_chat_tab
 from rlhf_studio.ui.data_tab import build_data_tab
 from rlhf_studio.ui.monitor_tab import build_monitor_tab
 from rlhf_studio.ui.train_tab import build_train_tab
@@ -17,7 +19,8 @@ QUEUE_MAX_SIZE = 64
 
 def build_app(workspace: Workspace) -> gr.Blocks:
     """The app and its shared state: one JobManager (it recovers and re-attaches runs of a previous app),
-    one PipelineRunner on top of it and one MetricsReader; per-browser state lives in each tab's gr.State."""
+    one PipelineRunner on top of it, one MetricsReader and one chat ModelCache; per-browser state lives in
+    each tab's gr.State."""
     runner = PipelineRunner(JobManager(workspace))
     reader = MetricsReader()
     with gr.Blocks(title="RLHF Studio") as studio:
@@ -32,6 +35,8 @@ def build_app(workspace: Workspace) -> gr.Blocks:
                 launched = build_train_tab(runner, reader, train_tab, studio)
             with gr.Tab("Monitor", id="monitor") as monitor_tab:
                 build_monitor_tab(runner, reader, monitor_tab, studio, launched)
+            with gr.Tab("Chat", id="chat") as chat_tab:
+                build_chat_tab(runner, ModelCache(workspace), chat_tab)
     studio.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=2)
     return studio
 
