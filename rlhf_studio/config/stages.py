@@ -87,7 +87,9 @@ class PPOJobConfig(JobConfig):
     num_mini_batches: int = _field(2, "Minibatches (optimizer updates) per PPO epoch over the rollout batch.")
     num_ppo_epochs: int = _field(2, "Passes over each rollout batch.")
     response_length: int = _field(48, "Most new tokens per response; sampling stops earlier at EOS.")
-    temperature: float = _field(1.0, "Sampling temperature (log-probs are taken at the same temperature).")
+    temperature: float = _field(
+        0.7, "Sampling temperature (log-probs are taken at the same temperature; 0.7 as in TRL's PPO)."
+    )
     top_k: int = _field(0, "Sample among the k most likely tokens only; 0: off.")
     top_p: float = _field(
         1.0, "Nucleus sampling: the smallest set of tokens with this probability; 1.0: off."
@@ -106,7 +108,9 @@ class PPOJobConfig(JobConfig):
     lam: float = _field(0.95, "GAE lambda.")
     whiten_rewards: bool = _field(False, "Normalise the per-token rewards (not only the advantages).")
     missing_eos_penalty: float | None = _field(
-        None, "Subtract this from the score of responses that never emit EOS (cut at response_length)."
+        1.0,
+        "Subtract this from the score of responses that never emit EOS (cut at response_length), so the "
+        "policy cannot gain by rambling; empty: off.",
     )
     ptx_coef: float = _field(0.0, "PPO-ptx: weight of the SFT language-modelling loss; 0: off.")
     ptx_dataset: str = _field("", "PPO-ptx: the SFT dataset whose loss is mixed in.")
