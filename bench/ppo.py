@@ -63,6 +63,8 @@ def main() -> None:
     ratio = studio["samples_per_second"] / trl["samples_per_second"]
     cpu_ratio = studio["samples_per_cpu_second"] / trl["samples_per_cpu_second"]
     print(f"ratio studio / trl = {ratio:.2f}x samples/s  ({cpu_ratio:.2f}x per CPU second)  (target >= 1.0)")
+    token_ratio = ratio * studio["response_length"] / trl["response_length"]
+    print(f"ratio studio / trl = {token_ratio:.2f}x response tokens/s (the sides sample different lengths)")
 
 
 def torch_threads() -> int:
@@ -137,11 +139,15 @@ def run_studio(args, policy: Path, reward: Path, scratch: Path) -> dict:
         lora=LoraSettings(enabled=False),  # full fine-tuning, as TRL's side
     )
     trainer = PPOTrainer(config, scratch / "studio-run", workspace, reward_fn=None)
-    lengths = []
+    rows = []
     started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
-        lengths.append(trainer.train_step()["response/length"])
-    return timing(args, started, cpu_started, sum(lengths) / len(lengths))
+        rows.append(trainer.train_step())
+    result = timing(args, started, cpu_started, sum(row["response/length"] for row in rows) / len(rows))
+    phases = ("time/generation", "time/scoring", "time/update")
+    means = [f"{phase[5:]} {sum(row[phase] for row in rows) / len(rows):.1f}" for phase in phases]
+    print("   studio phases (s per step): " + ", ".join(means))
+    return result
 
 
 def timing(args, started: float, cpu_started: float, response_length: float) -> dict:
