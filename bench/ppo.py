@@ -4,6 +4,7 @@
     python3 -m venv bench/.venv-trl112                  # TRL's side lives in its own (git-ignored) venv;
     bench/.venv-trl112/bin/pip install torch==2.13.0 trl==1.12.0   # + transformers, accelerate, datasets
     .venv/bin/python bench/ppo.py [--steps 4] [--batch 16] [--response-length 48] [--epochs 2]
+                                  [--fixed-length]
 
 Both sides get the same prompts (assets/demo/prompts.jsonl, chat-formatted), the same policy (the bundled
 SmolLM2-135M-Instruct folder), the same reward model (that folder as a one-output sequence classifier with
@@ -11,6 +12,8 @@ a seeded random head, saved once to a temp folder; it also initialises both crit
 batch, response length (stop at EOS), temperature, PPO epochs, micro-batch (4) and gradient accumulation
 (one optimizer update per epoch), fp32. Each side is timed over its training loop only (models loaded and
 data tokenized before the clock starts). Prints samples/s for each and the ratio studio / TRL (target >= 1).
+Responses stop at EOS, so the two sides sample different lengths (and so do different amounts of work);
+`--fixed-length` turns EOS stopping off on both sides, so every response has exactly --response-length tokens.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="prompts per rollout batch")
     parser.add_argument("--response-length", type=int, default=48)
     parser.add_argument("--epochs", type=int, default=2, help="PPO epochs per rollout batch")
+    parser.add_argument(
+        "--fixed-length", action="store_true", help="no stop at EOS: every response is --response-length long"
+    )
     parser.add_argument("--trl-side", type=Path, help=argparse.SUPPRESS)  # internal: run TRL, write JSON here
     parser.add_argument("--policy", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--reward", type=Path, help=argparse.SUPPRESS)
@@ -133,12 +139,15 @@ def run_studio(args, policy: Path, reward: Path, scratch: Path) -> dict:
         num_ppo_epochs=args.epochs,
         response_length=args.response_length,
         temperature=TEMPERATURE,
+        missing_eos_penalty=None,  # TRL's default
         local_rollout_forward_batch_size=args.batch,
         save_steps=10**6,
         sample_steps=10**6,
         lora=LoraSettings(enabled=False),  # full fine-tuning, as TRL's side
     )
     trainer = PPOTrainer(config, scratch / "studio-run", workspace, reward_fn=None)
+    if args.fixed_length:
+        trainer.settings.eos_token_ids = []  # as TRL with stop_token=None: EOS is a token like any other
     rows = []
     started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
@@ -173,6 +182,7 @@ def run_trl_subprocess(args, policy: Path, reward: Path, scratch: Path) -> dict:
     command = [str(TRL_PYTHON), __file__, "--trl-side", str(out), "--policy", str(policy)]
     command += ["--reward", str(reward), "--steps", str(args.steps), "--batch", str(args.batch)]
     command += ["--response-length", str(args.response_length), "--epochs", str(args.epochs)]
+    command += ["--fixed-length"] if args.fixed_length else []
     environment = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1", "PYTHONPATH": ""}
     subprocess.run(command, check=True, env=environment, cwd=scratch)
     return json.loads(out.read_text())
@@ -213,7 +223,7 @@ def run_trl(args) -> dict:
         response_length=args.response_length,
         temperature=TEMPERATURE,
         local_rollout_forward_batch_size=args.batch,
-        stop_token="eos",
+        stop_token=None if args.fixed_length else "eos",
         num_sample_generations=0,
         save_strategy="no",
         report_to="none",
@@ -233,7 +243,8 @@ def run_trl(args) -> dict:
     )
     started, cpu_started = time.perf_counter(), time.process_time()
     trainer.train()
-    return timing(args, started, cpu_started, sum(lengths) / max(len(lengths), 1))
+    length = args.response_length if args.fixed_length else sum(lengths) / max(len(lengths), 1)
+    return timing(args, started, cpu_started, length)
 
 
 def count_response_lengths(trl_ppo, eos_token_id: int) -> list[int]:
