@@ -140,6 +140,7 @@ def run_studio(args, policy: Path, reward: Path, scratch: Path) -> dict:
         response_length=args.response_length,
         temperature=TEMPERATURE,
         missing_eos_penalty=None,  # TRL's default
+        max_grad_norm=0.0,  # TRL's PPO does not clip gradients
         local_rollout_forward_batch_size=args.batch,
         save_steps=10**6,
         sample_steps=10**6,

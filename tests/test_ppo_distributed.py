@@ -13,6 +13,7 @@ from rlhf_studio.data import import_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = """
+import os
 import sys
 from pathlib import Path
 
@@ -30,7 +31,8 @@ config = PPOJobConfig(
     per_device_train_batch_size=2, num_mini_batches=2, lora=LoraSettings(enabled=False),
 )
 summary = train(config, Path(sys.argv[2]), Workspace.from_env(), reward_fn=low_token_reward)
-print("SUMMARY", summary["global_step"])
+rank = os.environ["RANK"]  # a file per process: their prints interleave on the shared stdout
+(Path(sys.argv[3]) / f"steps-{rank}").write_text(str(summary["global_step"]))
 """
 
 
@@ -49,12 +51,12 @@ def test_two_processes_train_one_ppo_run(tiny_model_dir, workspace, tmp_path):
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(free_port()),
-        str(tmp_path / "train.py"), str(tiny_model_dir), str(run_dir),
+        str(tmp_path / "train.py"), str(tiny_model_dir), str(run_dir), str(tmp_path),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert finished.stdout.count("SUMMARY 3") == 2  # both processes ran every step
+    assert [(tmp_path / f"steps-{rank}").read_text() for rank in (0, 1)] == ["3", "3"]  # both ran every step
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3]
     assert rows[-1]["epoch"] == pytest.approx(3 * 4 * 2 / 60)  # 4 prompts per process per step, 60 prompts
