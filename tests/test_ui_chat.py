@@ -4,6 +4,7 @@ data and counted in the arena stats, blind mode reveals the names only after the
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from browser import chromium_page, needs_chromium, running_studio, screenshot
@@ -63,6 +64,13 @@ def test_three_panes_answer_and_a_vote_becomes_preference_data(studio):
         expect(page.locator("#chat-vote-message")).to_contain_text("2 preference pair(s) added to")
         expect(page.locator("#chat-stats")).to_contain_text(str(other))
         screenshot(page, "chat-tab-voted")
+        page.locator("#chat-export").click()
+        link = page.locator("#chat-exported a").first
+        expect(link).to_have_attribute("download", "arena-votes.jsonl")
+        with page.expect_download() as download:
+            link.click()
+        exported = Path(download.value.path()).read_text().splitlines()
+        assert len(exported) == 2 and {"prompt", "chosen", "rejected"} <= set(json.loads(exported[0]))
 
     votes = (root / "arena" / "votes.jsonl").read_text().splitlines()
     assert len(votes) == 1 and json.loads(votes[0])["kind"] == "best"

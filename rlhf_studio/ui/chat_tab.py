@@ -6,6 +6,9 @@ calls. One ChatArena per browser lives in gr.State; the ModelCache is the app's,
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import gradio as gr
 
 from rlhf_studio.chat import (
@@ -18,6 +21,7 @@ from rlhf_studio.chat import (
     Vote,
     VoteResult,
     arena_stats,
+    export_dataset,
 )
 from rlhf_studio.chat.generation import share_cpu
 from rlhf_studio.models import default_model
@@ -140,6 +144,11 @@ class ChatTab:
             }
             self.dataset = gr.Textbox(DEFAULT_DATASET, label="Votes go to dataset", elem_id="chat-dataset")
         self.vote_message = gr.Markdown(elem_id="chat-vote-message")
+        with gr.Row(equal_height=True):
+            self.export = gr.Button("Export the votes dataset (JSONL)", size="md", elem_id="chat-export")
+            self.exported = gr.File(
+                label="Votes as JSONL", visible=False, interactive=False, elem_id="chat-exported"
+            )
         with gr.Accordion("Arena stats: wins, ties and losses per pair of models", open=True):
             self.stats = gr.Dataframe(headers=STATS_COLUMNS, interactive=False, elem_id="chat-stats")
 
@@ -253,6 +262,13 @@ class ChatTab:
             updates = {chatbot: gr.update(value=[]) for chatbot in self.panes}
         return {**updates, self.vote_message: "", self.status: ""}
 
+    def on_export(self, dataset: str) -> dict:
+        name = dataset.strip() or DEFAULT_DATASET
+        path = export_dataset(
+            self.runner.workspace, name, Path(tempfile.mkdtemp(prefix="votes-")) / f"{name}.jsonl"
+        )
+        return gr.update(value=str(path), visible=True)
+
     def on_vote(self, key: str, arena: ChatArena | None, dataset: str) -> dict:
         if arena is None:
             raise gr.Error("Send a message first: there is no reply to vote on.")
@@ -283,6 +299,7 @@ def build_chat_tab(runner: PipelineRunner, cache: ModelCache, tab: gr.Tab) -> No
     view.clear.click(
         user_errors(view.on_clear), view.arena, [*view.panes, *view.footers, view.vote_message, view.status]
     )
+    view.export.click(user_errors(view.on_export), view.dataset, view.exported)
     vote_outputs = [*view.panes, *view.footers, view.vote_message, view.stats]
     for key, button in view.votes.items():
         button.click(
