@@ -42,3 +42,13 @@ def tiny_reward_dir(tiny_model_dir, tmp_path_factory) -> Path:
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def manager(workspace):
+    """A job runner on the test's workspace, shut down afterwards."""
+    from rlhf_studio.jobs import JobManager
+
+    manager = JobManager(workspace)
+    yield manager
+    manager.shutdown()

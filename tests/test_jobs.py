@@ -123,13 +123,6 @@ def nan_model_dir(tiny_model_dir, tmp_path) -> Path:
     return folder
 
 
-@pytest.fixture
-def manager(workspace):
-    manager = JobManager(workspace)
-    yield manager
-    manager.shutdown()
-
-
 def wait_until(predicate: Callable[[], object], what: str, timeout: float = FINISH_SECONDS):
     deadline = time.monotonic() + timeout
     while not (result := predicate()):

@@ -15,7 +15,6 @@ from test_jobs import FINISH_SECONDS, group_members, training_steps, wait_traini
 
 from rlhf_studio.config import LoraSettings, PPOJobConfig, save_config
 from rlhf_studio.data import import_dataset
-from rlhf_studio.jobs import JobManager
 from rlhf_studio.runs import CANCELLED, COMPLETED, FAILED, MODEL_DIR, newest_checkpoint, read_status, run_dir
 
 LONG_RUN = 100_000  # steps
@@ -42,13 +41,6 @@ def config(workspace, tiny_model_dir, tiny_reward_dir):
         return PPOJobConfig(**{**values, **overrides})
 
     return make
-
-
-@pytest.fixture
-def manager(workspace):
-    manager = JobManager(workspace)
-    yield manager
-    manager.shutdown()
 
 
 @pytest.mark.slow

@@ -41,6 +41,15 @@ def pane_replies(page) -> list[str]:
     )
 
 
+def send(page, message: str, max_new_tokens: int) -> None:
+    """Send one message to every pane and wait until the round is done."""
+    page.get_by_text("Generation settings").click()
+    page.get_by_label("Max new tokens").fill(str(max_new_tokens))
+    page.locator("#chat-message textarea").fill(message)
+    page.locator("#chat-send").click()
+    expect(page.locator("#chat-status")).to_contain_text("Done", timeout=REPLY_MS)
+
+
 @pytest.mark.slow
 @needs_chromium
 def test_three_panes_answer_and_a_vote_becomes_preference_data(studio):
@@ -51,11 +60,7 @@ def test_three_panes_answer_and_a_vote_becomes_preference_data(studio):
         expect(page.locator("#chat-model-a input")).not_to_have_value("")
         pick(page, "b", str(other))
         pick(page, "c", str(third))
-        page.get_by_text("Generation settings").click()
-        page.get_by_label("Max new tokens").fill("12")
-        page.locator("#chat-message textarea").fill("Say something nice.")
-        page.locator("#chat-send").click()
-        expect(page.locator("#chat-status")).to_contain_text("Done", timeout=REPLY_MS)
+        send(page, "Say something nice.", max_new_tokens=12)
         replies = pane_replies(page)
         assert all(replies), replies  # every pane wrote a reply
         screenshot(page, "chat-tab-replies")
@@ -88,11 +93,7 @@ def test_blind_mode_hides_the_names_until_the_vote(studio):
         page.locator("#chat-count").get_by_text("2", exact=True).click()
         pick(page, "b", str(other))
         page.locator("#chat-blind input").check()
-        page.get_by_text("Generation settings").click()
-        page.get_by_label("Max new tokens").fill("6")
-        page.locator("#chat-message textarea").fill("Hello?")
-        page.locator("#chat-send").click()
-        expect(page.locator("#chat-status")).to_contain_text("Done", timeout=REPLY_MS)
+        send(page, "Hello?", max_new_tokens=6)
         panes = page.locator("#chat-pane-a, #chat-pane-b")
         expect(panes.first).to_contain_text("Model A")
         assert str(other) not in page.locator("#chat-pane-a").inner_text()
