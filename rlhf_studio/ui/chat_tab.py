@@ -27,7 +27,7 @@ from rlhf_studio.chat.generation import share_cpu
 from rlhf_studio.models import default_model
 from rlhf_studio.pipelines import PipelineRunner
 from rlhf_studio.ui.errors import USER_ERRORS, user_errors
-from rlhf_studio.ui.train_tab import model_choices, run_choices
+from rlhf_studio.ui.train_tab import finished_runs, model_choices, run_choices
 
 LETTERS = ("A", "B", "C")
 STATS_COLUMNS = ["model", "vs", "wins", "ties", "losses", "both bad", "win rate"]
@@ -57,16 +57,16 @@ def pane_footer(view: PaneView) -> str:
     return " · ".join(parts)
 
 
-def vote_text(result: VoteResult, labels: list[str]) -> str:
+def vote_text(result: VoteResult) -> str:
     names = ", ".join(f"{letter} = `{model}`" for letter, model in zip(LETTERS, result.models, strict=False))
     stored = f"{result.pairs_stored} preference pair(s) added to **{result.dataset}**"
     skipped = "".join(f"\n- skipped: {reason}" for reason in result.skipped)
     return f"Vote recorded. {names}. {stored}.{skipped}"
 
 
-def default_picks(runner: PipelineRunner) -> list[str]:
+def default_picks(finished: list) -> list[str]:
     """The base, the newest SFT run and the newest PPO or DPO run: what each stage did, side by side."""
-    runs = (run_choices(runner, ("sft",)), run_choices(runner, ("ppo", "dpo")))
+    runs = (run_choices(finished, ("sft",)), run_choices(finished, ("ppo", "dpo")))
     picks = [default_model()] + [choices[0][1] for choices in runs if choices]
     return (picks + [default_model()] * 3)[:3]
 
@@ -156,13 +156,13 @@ class ChatTab:
 
     def on_open(self, count: int, *picked) -> dict:
         """Model and reward-model choices refreshed; empty picks filled in with default_picks."""
-        choices = model_choices(self.runner)
-        defaults = default_picks(self.runner)
+        finished = finished_runs(self.runner)
+        choices, defaults = model_choices(finished), default_picks(finished)
         updates = {
             dropdown: gr.update(choices=choices, value=current or defaults[index], visible=index < count)
             for index, (dropdown, current) in enumerate(zip(self.models, picked, strict=True))
         }
-        updates[self.reward] = gr.update(choices=[("none", "")] + run_choices(self.runner, ("rm",)))
+        updates[self.reward] = gr.update(choices=[("none", "")] + run_choices(finished, ("rm",)))
         updates[self.stats] = stats_rows(self.runner.workspace)
         return updates
 
@@ -218,8 +218,9 @@ class ChatTab:
         try:
             arena, fresh = self.current_arena(inputs)
             settings = self.settings(inputs)
-            share_cpu(training=self.runner.jobs.running() is not None)
-            note = "Training is running: replies come slower on a CPU." if self.runner.jobs.running() else ""
+            training = self.runner.jobs.running() is not None
+            share_cpu(training)
+            note = "Training is running: replies come slower on a CPU." if training else ""
 
             def loading(fraction: float, text: str) -> None:
                 progress(fraction, desc=text)
@@ -275,7 +276,7 @@ class ChatTab:
         result = arena.vote(VOTES[key][1](), dataset.strip() or DEFAULT_DATASET)
         return {
             **self.show(arena.views()),
-            self.vote_message: vote_text(result, arena.labels()),
+            self.vote_message: vote_text(result),
             self.stats: stats_rows(self.runner.workspace),
         }
 

@@ -59,18 +59,23 @@ def stages_of(selection: str) -> list[str]:
     return [selection] if selection in STAGE_CONFIGS else pipeline_stages(selection)
 
 
-def run_choices(runner: PipelineRunner, stages: tuple[str, ...]) -> list[tuple[str, str]]:
+def finished_runs(runner: PipelineRunner) -> list:
+    """The completed runs, newest first (one read of every status file: take it once per event)."""
+    return [row for row in runner.jobs.runs() if row.state == COMPLETED]
+
+
+def run_choices(finished: list, stages: tuple[str, ...]) -> list[tuple[str, str]]:
     """Finished runs of these stages as run:<id> choices, newest first."""
     return [
         (f"{RUN_PREFIX}{row.run_id} · {row.stage} on {row.dataset}", RUN_PREFIX + row.run_id)
-        for row in runner.jobs.runs()
-        if row.state == COMPLETED and row.stage in stages
+        for row in finished
+        if row.stage in stages
     ]
 
 
-def model_choices(runner: PipelineRunner) -> list:
+def model_choices(finished: list) -> list:
     base = [default_model()] + ([BUNDLED_MODEL] if default_model() != BUNDLED_MODEL else [])
-    return base + run_choices(runner, LANGUAGE_MODEL_STAGES)
+    return base + run_choices(finished, LANGUAGE_MODEL_STAGES)
 
 
 def dataset_picker(runner: PipelineRunner, stage: str, current: str | None) -> tuple[dict, list[str]]:
@@ -153,9 +158,10 @@ class TrainTab:
     def pickers(self, selection: str, inputs: dict) -> dict:
         """Model, reward-model and data pickers for the selected stage or pipeline, choices refreshed."""
         stages = stages_of(selection)
-        updates: dict = {self.model: gr.update(choices=model_choices(self.runner))}
+        finished = finished_runs(self.runner)
+        updates: dict = {self.model: gr.update(choices=model_choices(finished))}
         reward_needed = "reward_model" in STAGE_CONFIGS[stages[0]].__dataclass_fields__
-        rewards = run_choices(self.runner, ("rm",)) if reward_needed else []
+        rewards = run_choices(finished, ("rm",)) if reward_needed else []
         current = inputs.get(self.reward)  # kept if typed in (a folder) or still offered; else the newest
         keep = current and (not current.startswith(RUN_PREFIX) or current in [v for _, v in rewards])
         updates[self.reward] = gr.update(
@@ -347,7 +353,7 @@ class TrainTab:
             **self.show_stage(config.stage, config.stage, values),
         }
         updates[self.datasets[config.stage]]["value"] = config.dataset
-        updates[self.model] = gr.update(value=config.model, choices=model_choices(self.runner))
+        updates[self.model] = {**updates[self.model], "value": config.model}
         if hasattr(config, "reward_model"):
             updates[self.reward] = {**updates[self.reward], "value": config.reward_model}
         updates[self.stage] = config.stage
