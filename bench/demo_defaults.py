@@ -34,14 +34,16 @@ LEARNING = {  # metric -> which way is better
     "dpo": {"eval_rewards/margins": "up", "eval_rewards/accuracies": "up", "rewards/margins": "up"},
     "ppo": {"objective/scores": "up", "objective/kl": "bounded", "objective/rlhf_reward": "up"},
 }
+EVAL_PROMPTS = "demo-eval-prompts"  # held out from every stage, for win rates (bench/eval_demo.py)
 LIMITS = {"sft": 600, "rm": 600, "dpo": 600, "ppo": 900}  # seconds
 
 
 def import_demo(workspace: Workspace) -> None:
     have = {info.name for info in list_datasets(workspace)}
-    for name in set(DATASETS.values()) - have:
-        source = REPO / "assets" / "demo" / f"{name.removeprefix('demo-')}.jsonl"
-        import_dataset(workspace, source, name, eval_fraction=0.0 if name == "demo-prompts" else 0.1)
+    for name in (set(DATASETS.values()) | {EVAL_PROMPTS}) - have:
+        source = REPO / "assets" / "demo" / f"{name.removeprefix('demo-').replace('-', '_')}.jsonl"
+        prompts_only = name in ("demo-prompts", EVAL_PROMPTS)
+        import_dataset(workspace, source, name, eval_fraction=0.0 if prompts_only else 0.1)
 
 
 def run_stage(workspace: Workspace, stage: str, links: dict[str, str]) -> tuple[str, float]:
