@@ -10,7 +10,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_model import build_tiny_model_dir  # noqa: E402
+from tiny_model import build_last_token_reward_dir, build_tiny_model_dir  # noqa: E402
 
 from rlhf_studio.workspace import Workspace  # noqa: E402
 
@@ -19,6 +19,12 @@ from rlhf_studio.workspace import Workspace  # noqa: E402
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random causal LM with a locally built tokenizer, saved as a safetensors folder."""
     return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def known_reward_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A reward model with known answers: +4 for a text ending in '!', -4 for one ending in '?'."""
+    return build_last_token_reward_dir(tiny_model_dir, tmp_path_factory.mktemp("known-reward"))
 
 
 @pytest.fixture

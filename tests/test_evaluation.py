@@ -91,43 +91,6 @@ def test_summary_puts_length_beside_the_win_rate():
 
 # ---------------------------------------------------------------- a reward model with known answers
 
-LAST_TOKEN_TEMPLATE = (
-    "{% for message in messages %}{{ message['content'] }}{% if not loop.last %}\n{% endif %}{% endfor %}"
-)
-
-
-@pytest.fixture(scope="module")
-def known_reward_dir(tiny_model_dir, tmp_path_factory):
-    """A reward model that scores only the last token of the text: +4 for '!', -4 for '?'.
-
-    Every attention and MLP output projection is zero, so the last hidden state is the last token's
-    embedding; the embeddings of '!' and '?' and the head are set so that the normalised state reads +-4.
-    The chat template adds nothing after the reply, so the last token is the reply's last character.
-    """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    tokenizer.chat_template = LAST_TOKEN_TEMPLATE
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        embeddings = model.model.embed_tokens.weight
-        hidden = embeddings.shape[1]
-        for token, sign in (("!", 1.0), ("?", -1.0)):
-            row = torch.zeros(hidden)
-            row[0], row[1] = sign, 1.0  # rms = sqrt(2 / hidden): the normalised first coordinate is +-4
-            embeddings[tokenizer.convert_tokens_to_ids(token)] = row
-        model.score.weight.zero_()
-        model.score.weight[0, 0] = 1.0
-    assert hidden == 32
-    folder = tmp_path_factory.mktemp("known-reward")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
 
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")

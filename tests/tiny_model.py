@@ -65,3 +65,40 @@ def build_tiny_model_dir(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+LAST_TOKEN_TEMPLATE = (
+    "{% for message in messages %}{{ message['content'] }}{% if not loop.last %}\n{% endif %}{% endfor %}"
+)
+
+
+def build_last_token_reward_dir(tiny_model_dir: Path, folder: Path) -> Path:
+    """A reward model whose answers are known: it scores only the last token, +4 for '!' and -4 for '?'.
+
+    Every attention and MLP output projection is zero, so the last hidden state is the last token's
+    embedding; the embeddings of '!' and '?' and the head are set so that the normalised state reads +-4.
+    Its chat template adds nothing after the reply, so the last token is the reply's last character.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = LAST_TOKEN_TEMPLATE
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    hidden = model.config.hidden_size
+    assert hidden == 32  # the +-4 below: rms of (+-1, 1, 0, ...) is sqrt(2 / 32) = 1 / 4
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        for token, sign in (("!", 1.0), ("?", -1.0)):
+            row = torch.zeros(hidden)
+            row[0], row[1] = sign, 1.0
+            model.model.embed_tokens.weight[tokenizer.convert_tokens_to_ids(token)] = row
+        model.score.weight.zero_()
+        model.score.weight[0, 0] = 1.0
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
