@@ -111,9 +111,15 @@ def test_unknown_quantization_is_refused():
     ]
 
 
-def test_a_tracker_must_be_installed():
+def test_a_tracker_must_be_known_and_installed(monkeypatch):
     assert config_errors(SFTJobConfig(dataset="demo", report_to="no_such_tracker")) == [
-        "report_to: no_such_tracker is not installed here; install it or set none"
+        "report_to: unknown tracker 'no_such_tracker'; choose one of "
+        "none, tensorboard, wandb, mlflow, trackio, comet_ml, clearml"
+    ]
+    assert config_errors(SFTJobConfig(dataset="demo", report_to="tensorboard")) == []  # a requirement
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert config_errors(SFTJobConfig(dataset="demo", report_to="wandb")) == [
+        "report_to: wandb is not installed here; install it or set none"
     ]
 
 

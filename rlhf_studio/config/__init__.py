@@ -23,7 +23,13 @@ from rlhf_studio.config.base import (
     _field,
     _override,
 )
-from rlhf_studio.config.checks import config_errors, field_help, is_reward_model, validate
+from rlhf_studio.config.checks import (
+    config_errors,
+    field_help,
+    installed_trackers,
+    is_reward_model,
+    validate,
+)
 from rlhf_studio.config.io import config_from_dict, load_config, save_config
 from rlhf_studio.config.stages import (
     DPO_LOSS_TYPES,
@@ -36,6 +42,7 @@ from rlhf_studio.config.stages import (
 )
 
 __all__ = [
+    "installed_trackers",
     "DPO_LOSS_TYPES",
     "QUANTIZATION_CHOICES",
     "STAGE_CONFIGS",

@@ -18,11 +18,20 @@ from rlhf_studio.config.stages import (
 )
 from rlhf_studio.models import BUNDLED_MODEL, RUN_PREFIX
 
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml")  # report_to values
+
+
+def installed_trackers() -> list[str]:
+    """ "none" and every tracker whose package is importable here (tensorboard ships with the studio)."""
+    return ["none"] + [name for name in TRACKERS[1:] if importlib.util.find_spec(name) is not None]
+
 
 def config_errors(config: JobConfig, workspace=None) -> list[str]:
     """Every problem as "field: reason"; with a workspace, also checks the dataset and the starting model."""
     errors = _range_errors(config) + _lora_errors(config.lora) + _quantization_errors(config)
-    if config.report_to != "none" and importlib.util.find_spec(config.report_to) is None:
+    if config.report_to not in TRACKERS:
+        errors.append(f"report_to: unknown tracker {config.report_to!r}; choose one of {', '.join(TRACKERS)}")
+    elif config.report_to not in installed_trackers():
         errors.append(f"report_to: {config.report_to} is not installed here; install it or set none")
     if config.parent_run and config.model.startswith(RUN_PREFIX):
         if config.model.removeprefix(RUN_PREFIX) != config.parent_run:

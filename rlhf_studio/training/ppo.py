@@ -87,12 +87,14 @@ def train(
         while trainer.step < trainer.max_steps:
             row = trainer.train_step()
             metrics.on_log(None, trainer.log_state(), None, row)
+            trainer.report(row)
             trainer.after_step(row)
             if trainer.stop_agreed(stop.requested):
                 raise TrainingStopped(f"Stopped on request at step {trainer.step}.")
             if config.stop_at_kl_budget and "kl_budget" in trainer.health.active:
                 break
     trainer.save_models()
+    trainer.accelerator.end_training()  # flushes and closes the trackers, if any
     return {
         **{k: v for k, v in metrics.summary().items() if k != "epoch"},
         "global_step": trainer.step,
@@ -112,8 +114,14 @@ class PPOTrainer:
             cpu=cpu_only(),  # several launched CPU processes meet over gloo
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             mixed_precision="bf16" if device_precision() == "bf16" else "no",
+            log_with=None if config.report_to == "none" else config.report_to,
+            project_dir=str(run_dir),  # trackers write here, e.g. tensorboard/ppo beside the TRL stages'
         )
         self.main = self.accelerator.is_main_process
+        if config.report_to != "none":
+            self.accelerator.init_trackers(
+                "tensorboard" if config.report_to == "tensorboard" else run_dir.name
+            )
         if self.main:
             run_dir.mkdir(parents=True, exist_ok=True)
         set_seed(config.seed)
@@ -231,6 +239,12 @@ class PPOTrainer:
         self.health.record(self.step, warnings, self.run_dir / WARNINGS_FILE if self.main else None)
         row["warnings"] = list(warnings.values())
         return row
+
+    def report(self, row: dict) -> None:
+        """Send the step's numbers to the experiment tracker of `report_to` as well (main process only)."""
+        if self.config.report_to != "none":
+            numbers = {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            self.accelerator.log(numbers, step=self.step)
 
     def log_state(self) -> SimpleNamespace:
         """What MetricsLog reads from a Trainer state: step, epoch (passes over the prompts), max_steps."""

@@ -23,6 +23,7 @@ from rlhf_studio.config import (
     JobConfig,
     LoraSettings,
     field_help,
+    installed_trackers,
 )
 
 STAGE_LABELS = {"sft": "SFT", "rm": "Reward model", "dpo": "DPO", "ppo": "PPO"}
@@ -38,7 +39,12 @@ BASIC = (
     "response_length",  # PPO
     "kl_coef",  # PPO
 )  # a stage shows those it has
-CHOICES = {"loss_type": DPO_LOSS_TYPES, "quantization": QUANTIZATION_CHOICES, "value_model": VALUE_MODELS}
+CHOICES = {
+    "loss_type": DPO_LOSS_TYPES,
+    "quantization": QUANTIZATION_CHOICES,
+    "value_model": VALUE_MODELS,
+    "report_to": installed_trackers(),
+}
 LABELS = {
     "max_steps": "Max steps",
     "num_train_epochs": "Epochs",
