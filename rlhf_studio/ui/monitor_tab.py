@@ -16,6 +16,7 @@ import gradio as gr
 from rlhf_studio.monitor import SAMPLES_FILE, MetricsReader, metric_names, run_warnings, training_progress
 from rlhf_studio.pipelines import PipelineRunner
 from rlhf_studio.runs import CONFIG_FILE, LOG_FILE, lineage, log_tail, read_status, run_dir
+from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
 from rlhf_studio.ui.monitor_view import (
     CHART_SLOTS,
@@ -226,13 +227,15 @@ class MonitorTab:
             self.config: text,
         }
 
-    def on_resume(self, run_id: str | None) -> str:
+    def on_resume(self, run_id: str | None, request: gr.Request) -> str:
+        require_login(request, "resume a run")
         if not run_id:
             return "Pick a run first."
         self.runner.resume_run(run_id)
         return f"Run `{run_id}` is queued again; it continues from its newest checkpoint."
 
-    def on_stop(self, run_id: str | None) -> str:
+    def on_stop(self, run_id: str | None, request: gr.Request) -> str:
+        require_login(request, "stop a run")
         if not run_id:
             return "Pick a run first."
         if not self.runner.jobs.is_active(run_id):
@@ -240,7 +243,8 @@ class MonitorTab:
         self.runner.jobs.stop(run_id)
         return f"Stopping run `{run_id}`…"
 
-    def on_delete(self, run_id: str | None) -> dict:
+    def on_delete(self, run_id: str | None, request: gr.Request) -> dict:
+        require_login(request, "delete a run")
         if not run_id:
             return {self.action: "Nothing deleted."}
         self.runner.jobs.delete(run_id)

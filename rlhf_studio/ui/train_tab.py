@@ -27,6 +27,7 @@ from rlhf_studio.pipelines import (
     placeholder_run_ids,
 )
 from rlhf_studio.runs import COMPLETED, run_dir
+from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
 from rlhf_studio.ui.monitor_view import pipeline_html, progress_html, queue_note
 from rlhf_studio.ui.settings_form import STAGE_LABELS, SettingsForm, nest
@@ -241,7 +242,8 @@ class TrainTab:
             raise ConfigError(errors)
         return configs
 
-    def on_start(self, inputs: dict) -> dict:
+    def on_start(self, inputs: dict, request: gr.Request) -> dict:
+        require_login(request, "start training")
         values = self.remember(inputs)
         selection = inputs[self.stage]
         try:
@@ -276,7 +278,8 @@ class TrainTab:
             return "pipeline", owner.pipeline_id
         return "run", active
 
-    def on_stop(self, launched: dict) -> str:
+    def on_stop(self, launched: dict, request: gr.Request) -> str:
+        require_login(request, "stop training")
         target = self.target(launched)
         if target is None:
             return "Nothing is training or waiting."
