@@ -25,8 +25,9 @@ from demo_defaults import EVAL_PROMPTS, import_demo  # noqa: E402
 
 from rlhf_studio.chat import ModelCache  # noqa: E402
 from rlhf_studio.config import load_config  # noqa: E402
-from rlhf_studio.evaluation import evaluate_reward_model, evaluate_win_rate  # noqa: E402
+from rlhf_studio.evaluation.reward_eval import evaluate_reward_model  # noqa: E402
 from rlhf_studio.evaluation.store import save_eval  # noqa: E402
+from rlhf_studio.evaluation.win_rate import evaluate_win_rate  # noqa: E402
 from rlhf_studio.runs import read_status, run_dir  # noqa: E402
 from rlhf_studio.workspace import Workspace  # noqa: E402
 
@@ -60,13 +61,13 @@ def main() -> None:
         save_eval(workspace, run_id, result.to_dict())
         rate = result.win_rate
         low, high = rate["win_interval"]
-        not_longer = result.win_when_not_longer
+        not_longer = "-" if result.win_when_not_longer is None else f"{result.win_when_not_longer:.1%}"
         print(
             f"{run_id:<34} {read_status(run_dir(workspace, run_id)).stage:<5} {rate['win']:>6.1%} "
             f"{f'{low:.1%}-{high:.1%}':>13} {rate['tie']:>5.1%} {rate['loss']:>5.1%} "
             f"{result.mean_kl if result.mean_kl is not None else float('nan'):>6.2f} "
             f"{result.candidate_length:>7.1f} {result.baseline_length:>8.1f} "
-            f"{'-' if not_longer is None else f'{not_longer:.1%}':>14} {time.perf_counter() - started:>5.0f}s",
+            f"{not_longer:>14} {time.perf_counter() - started:>5.0f}s",
             flush=True,
         )
 

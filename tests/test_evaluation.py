@@ -13,16 +13,13 @@ from rlhf_studio.__main__ import main
 from rlhf_studio.chat import ModelCache
 from rlhf_studio.config import RewardJobConfig, SFTJobConfig
 from rlhf_studio.data import import_dataset
-from rlhf_studio.evaluation import (
-    EvaluationError,
-    WinRateSettings,
-    evaluate_reward_model,
-    evaluate_win_rate,
-)
 from rlhf_studio.evaluation.report import card_markdown, comparison_rows, report_card, rows_csv
+from rlhf_studio.evaluation.reward_eval import evaluate_reward_model
+from rlhf_studio.evaluation.settings import WinRateSettings
+from rlhf_studio.evaluation.specs import EvaluationError
 from rlhf_studio.evaluation.stats import calibration, judge, sigmoid, wilson_interval, win_rate
 from rlhf_studio.evaluation.store import latest_evals, save_eval
-from rlhf_studio.evaluation.win_rate import Generated, summarise
+from rlhf_studio.evaluation.win_rate import Generated, evaluate_win_rate, summarise
 from rlhf_studio.runs import (
     COMPLETED,
     METRICS_FILE,

@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 
-from rlhf_studio.chat import ModelCache
 from rlhf_studio.config import load_config
 from rlhf_studio.data import DataError
 from rlhf_studio.evaluation.report import (
@@ -26,10 +25,9 @@ from rlhf_studio.evaluation.report import (
     rows_csv,
     rows_markdown,
 )
-from rlhf_studio.evaluation.reward_eval import evaluate_reward_model
+from rlhf_studio.evaluation.settings import WinRateSettings
 from rlhf_studio.evaluation.specs import EvaluationError, as_spec
 from rlhf_studio.evaluation.store import run_id_of, save_eval
-from rlhf_studio.evaluation.win_rate import WinRateSettings, evaluate_win_rate
 from rlhf_studio.models import ModelError
 from rlhf_studio.runs import RunError, run_dir
 from rlhf_studio.workspace import Workspace
@@ -96,6 +94,9 @@ def progress(fraction: float, text: str) -> None:
 
 
 def run_rm(args: argparse.Namespace, workspace: Workspace) -> int:
+    from rlhf_studio.chat import ModelCache  # loads torch and transformers: only when evaluating
+    from rlhf_studio.evaluation.reward_eval import evaluate_reward_model
+
     spec = as_spec(workspace, args.run)
     dataset = args.data
     if dataset is None:
@@ -110,6 +111,9 @@ def run_rm(args: argparse.Namespace, workspace: Workspace) -> int:
 
 
 def run_winrate(args: argparse.Namespace, workspace: Workspace) -> int:
+    from rlhf_studio.chat import ModelCache
+    from rlhf_studio.evaluation.win_rate import evaluate_win_rate
+
     settings = WinRateSettings(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,

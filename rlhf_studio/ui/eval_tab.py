@@ -15,12 +15,6 @@ import gradio as gr
 from rlhf_studio.chat import ModelCache
 from rlhf_studio.chat.generation import share_cpu
 from rlhf_studio.data import list_datasets
-from rlhf_studio.evaluation import (
-    BASE,
-    WinRateSettings,
-    evaluate_reward_model,
-    evaluate_win_rate,
-)
 from rlhf_studio.evaluation.report import (
     COLUMNS,
     card_markdown,
@@ -29,7 +23,11 @@ from rlhf_studio.evaluation.report import (
     report_card,
     rows_csv,
 )
+from rlhf_studio.evaluation.reward_eval import evaluate_reward_model
+from rlhf_studio.evaluation.settings import WinRateSettings
+from rlhf_studio.evaluation.specs import BASE
 from rlhf_studio.evaluation.store import run_id_of, save_eval
+from rlhf_studio.evaluation.win_rate import evaluate_win_rate
 from rlhf_studio.pipelines import PipelineRunner
 from rlhf_studio.plots import calibration_figure, win_rate_figure
 from rlhf_studio.ui.access import require_login
