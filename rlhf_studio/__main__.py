@@ -5,6 +5,7 @@ python -m rlhf_studio data import FILE --name NAME
 python -m rlhf_studio prepare-model          # convert the bundled model once
 python -m rlhf_studio train CONFIG.yaml [--run-dir DIR] [--resume]
 python -m rlhf_studio runs list|show ID|stop ID|delete ID
+python -m rlhf_studio export ID [--out DIR] [--zip] [--push REPO_ID] [--public]
 python -m rlhf_studio eval rm RM_RUN [--data NAME]
 python -m rlhf_studio eval winrate RUN --baseline RUN|base --judge RM_RUN --prompts NAME
 python -m rlhf_studio report RUN [RUN ...] [--json|--csv]
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rlhf_studio.cli_export import add_export_command
 from rlhf_studio.cli_runs import add_runs_commands
 from rlhf_studio.data.cli import add_data_commands
 from rlhf_studio.evaluation.cli import add_eval_commands
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_commands(commands)
     add_train_command(commands)
     add_runs_commands(commands)
+    add_export_command(commands)
     add_eval_commands(commands)
     prepare = commands.add_parser(
         "prepare-model", help="convert the bundled model to a safetensors cache once"

@@ -130,9 +130,9 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
+    from rlhf_studio.training.common import process_state
 
-    state = PartialState()  # starts torch.distributed under `accelerate launch`, a no-op otherwise
+    state = process_state()  # joins the processes of an `accelerate launch` (gloo on a CPU), else a no-op
     workspace = Workspace.from_env()
     if state.is_main_process:
         return train_main_process(args, workspace, distributed=state.num_processes > 1)

@@ -1,4 +1,5 @@
-"""Two CPU processes under `accelerate launch` train one run: metrics and the model are written once."""
+"""The accelerate command the UI shows (DDP config), run as shown with two CPU processes: one run, its metrics
+and model written once."""
 
 import os
 import socket
@@ -9,18 +10,11 @@ from pathlib import Path
 import pytest
 from test_training_common import PREFERENCE_ROWS, add_dataset, read_metrics, tiny_config
 
-from rlhf_studio.config import DPOJobConfig, save_config
+from rlhf_studio.commands import command_text
+from rlhf_studio.config import DPOJobConfig
+from rlhf_studio.runs import COMPLETED, read_status
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = """
-import sys
-from pathlib import Path
-from rlhf_studio.config import load_config
-from rlhf_studio.training import run_stage
-from rlhf_studio.workspace import Workspace
-
-run_stage(load_config(sys.argv[1]), Path(sys.argv[2]), Workspace.from_env())
-"""
 
 
 def free_port() -> int:
@@ -30,27 +24,33 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_write_metrics_and_model_once(tiny_model_dir, workspace, tmp_path):
+def test_the_shown_ddp_command_trains_one_run_with_two_processes(tiny_model_dir, workspace, tmp_path):
     add_dataset(workspace, "prefs", PREFERENCE_ROWS)
     config = tiny_config(
         DPOJobConfig, tiny_model_dir, "prefs", max_steps=3, save_steps=2, per_device_train_batch_size=2
     )
     config.lora.enabled = True
-    save_config(config, tmp_path / "dpo.yaml")
-    (tmp_path / "train.py").write_text(SCRIPT)
-    run_dir = workspace.runs_dir / "ddp"
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()),
-        str(tmp_path / "train.py"), str(tmp_path / "dpo.yaml"), str(run_dir),
-    ]  # fmt: skip
-    # `--multi_gpu` starts torchrun, which is what CPU processes need too: accelerate 1.15 runs `--cpu` as one
-    # process unless MPI is set up. run_stage passes use_cpu=True, so the processes join over gloo.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    text = command_text(config, workspace, gpus=0)
+    (tmp_path / text.file_name).write_text(text.yaml)  # what the UI says to do with the YAML
+    (tmp_path / "configs").symlink_to(REPO / "configs")  # run from "the studio's folder"
+    # The line exactly as shown, plus a free port so that it never meets another test's processes. On a
+    # machine without GPUs the ddp config starts the processes on the CPU, where they join over gloo.
+    line = text.cluster["ddp"].replace(
+        "accelerate launch ", f"accelerate launch --main_process_port {free_port()} ", 1
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # this venv's accelerate
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+    }
+    finished = subprocess.run(
+        line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
 
+    [run_dir] = workspace.runs_dir.iterdir()  # one run folder, made by the main process only
+    assert read_status(run_dir).state == COMPLETED
     rows = read_metrics(run_dir)
     train_rows = [row for row in rows if "loss" in row]
     assert [row["step"] for row in train_rows] == [1, 2, 3]
