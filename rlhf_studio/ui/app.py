@@ -11,6 +11,7 @@ from rlhf_studio.pipelines import PipelineRunner
 from rlhf_studio.ui.access import AccessPolicy, auth_options, login_required
 from rlhf_studio.ui.chat_tab import build_chat_tab
 from rlhf_studio.ui.data_tab import build_data_tab
+from rlhf_studio.ui.eval_tab import build_eval_tab
 from rlhf_studio.ui.export_tab import build_export_tab
 from rlhf_studio.ui.monitor_tab import build_monitor_tab
 from rlhf_studio.ui.train_tab import build_train_tab
@@ -37,6 +38,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
     each tab's gr.State."""
     runner = PipelineRunner(JobManager(workspace))
     reader = MetricsReader()
+    cache = ModelCache(workspace)  # chat and evaluation share loaded models
     with gr.Blocks(title="RLHF Studio") as studio:
         gr.Markdown(header(workspace))
         if not workspace.persistent:
@@ -49,7 +51,9 @@ def build_app(workspace: Workspace) -> gr.Blocks:
             with gr.Tab("Monitor", id="monitor") as monitor_tab:
                 build_monitor_tab(runner, reader, monitor_tab, studio, launched)
             with gr.Tab("Chat", id="chat") as chat_tab:
-                build_chat_tab(runner, ModelCache(workspace), chat_tab)
+                build_chat_tab(runner, cache, chat_tab)
+            with gr.Tab("Eval", id="eval") as eval_tab:
+                build_eval_tab(runner, cache, eval_tab)
             with gr.Tab("Export", id="export") as export_tab:
                 build_export_tab(runner, export_tab)
     studio.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=2)
