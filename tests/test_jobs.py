@@ -382,22 +382,3 @@ def test_cli_train_in_a_terminal_and_runs_stop_from_another(workspace, config_fi
     assert f"Run {folder.name}" in terminal.read_text()  # the terminal sees the log ...
     assert f"Run {folder.name}" in (folder / LOG_FILE).read_text()  # ... and so does train.log
     assert [path.name for path in workspace.runs_dir.iterdir()] == [folder.name]
-
-
-@pytest.mark.slow
-def test_accelerate_launch_with_two_processes_makes_one_run(workspace, config_file):
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launched = subprocess.run(
-        [*command, "-m", "rlhf_studio", "train", str(config_file())],
-        capture_output=True,
-        text=True,
-        timeout=FINISH_SECONDS,
-    )
-    assert launched.returncode == 0, launched.stderr[-3000:]
-    runs = list(workspace.runs_dir.iterdir())
-    assert len(runs) == 1
-    status = read_status(runs[0])
-    assert status.state == COMPLETED, status.message
-    rows = [json.dumps(row, sort_keys=True) for row in training_steps(runs[0])]
-    assert rows and len(rows) == len(set(rows))  # metrics written once, not once per process

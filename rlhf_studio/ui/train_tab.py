@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from rlhf_studio.commands import command_text, config_file_name, config_yaml
+from rlhf_studio.commands import command_text, config_file_name, config_yaml, shell_lines
 from rlhf_studio.config import STAGE_CONFIGS, ConfigError, JobConfig, config_from_dict, load_config
 from rlhf_studio.data import list_datasets, stage_fit
 from rlhf_studio.models import BUNDLED_MODEL, RUN_PREFIX, default_model
@@ -336,8 +336,7 @@ class TrainTab:
             if len(named) > 1:
                 after = " (once the stages before it completed: put their run ids into its YAML)"
                 shell.append(f"# stage {index}: {config.stage}{after if index > 1 else ''}")
-            shell += [f"# one process (CPU or one GPU); save the YAML as {file_name}", text.single]
-            shell += ["# several GPUs (one process per GPU)", text.multi, ""]
+            shell += [*shell_lines(text), ""]
             yaml_text.append(text.yaml)
         return {
             self.commands: "\n".join(shell).strip(),
