@@ -163,12 +163,17 @@ def test_host_defaults_to_localhost_and_to_every_interface_on_a_space(monkeypatc
 
 # -- the handlers and the header of the built app
 
-GUARDED = {
-    "TrainTab.on_start": {},
-    "TrainTab.on_stop": {},
-    "MonitorTab.on_resume": "20260101-000000-sft-abcd",
-    "MonitorTab.on_stop": "20260101-000000-sft-abcd",
-    "MonitorTab.on_delete": "20260101-000000-sft-abcd",
+RUN = "20260101-000000-sft-abcd"
+GUARDED = {  # handler -> the positional inputs it is called with
+    "TrainTab.on_start": ({},),
+    "TrainTab.on_stop": ({},),
+    "MonitorTab.on_resume": (RUN,),
+    "MonitorTab.on_stop": (RUN,),
+    "MonitorTab.on_delete": (RUN,),
+    "ExportTab.on_export": (f"run:{RUN}", {}),
+    "ExportTab.on_push": (f"run:{RUN}", "someone/model", "", True, {}),
+    "EvalTab.on_rm": (f"run:{RUN}", "prefs", "eval"),
+    "EvalTab.on_win_rate": ({},),
 }
 
 
@@ -178,14 +183,14 @@ def handlers(studio: gr.Blocks) -> dict:
 
 def test_handlers_that_change_things_refuse_a_caller_who_did_not_sign_in(workspace, monkeypatch):
     monkeypatch.setenv(LOGIN_REQUIRED_ENV, "1")
-    run = workspace.runs_dir / GUARDED["MonitorTab.on_delete"]
+    run = workspace.runs_dir / RUN
     run.mkdir()
     studio = build_app(workspace)
     found = handlers(studio)
-    for name, first_input in GUARDED.items():
+    for name, inputs in GUARDED.items():
         for request in (gr.Request(), None):
             with pytest.raises(gr.Error) as refused:
-                found[name](first_input, request=request)
+                found[name](*inputs, request=request)
             assert refused.value.message.startswith("Sign in to"), name
     assert run.is_dir()  # the refused delete deleted nothing
     assert found["MonitorTab.on_resume"](None, request=gr.Request(username="alice")) == "Pick a run first."
