@@ -1,7 +1,8 @@
 """The data doctor: read preference/SFT/prompt files, detect their layout, normalize them to TRL's dataset
 types, explain every dropped row, and keep normalized datasets in the workspace library. No gradio here.
 
-    readers.py   JSONL / JSON array / CSV / TSV / Parquet -> records (streaming, sniffed, never unpickled)
+    sniff.py     refuse a file from its name and first bytes (web page, archive, image, UTF-16, binary)
+    readers.py   JSONL / JSON array / CSV / TSV / Parquet -> records (streamed, size-capped, never unpickled)
     layouts.py   the known layouts and their row normalizers;  values.py  checks of single values
     detect.py    layout detection, column maps, --format;      check.py   the pipeline and DataReport
     library.py   workspace/datasets/<name>/{train,eval}.jsonl + manifest.json

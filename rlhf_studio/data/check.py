@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from itertools import chain, islice
 from pathlib import Path
 
-from rlhf_studio.data.detect import Detection, apply_column_map, detect_layout, source_field
-from rlhf_studio.data.problems import DataError, Problem, ProblemLog, RowError
+from rlhf_studio.data.detect import Detection, apply_column_map, detect_layout, other_layout, source_field
+from rlhf_studio.data.problems import DataError, Problem, ProblemLog, RowError, printable
 from rlhf_studio.data.readers import Record, open_records
 from rlhf_studio.data.stats import DataStats
 
@@ -76,9 +76,7 @@ class RowStream:
                 if len(readable) == DETECTION_RECORDS:
                     break
         if readable:
-            columns = list(dict.fromkeys(key for fields in readable for key in fields))
-            first = apply_column_map(readable[0], self.column_map)
-            self.detection = detect_layout(columns, first, self.column_map, self.format_name)
+            self.detection = detect_layout(readable, self.column_map, self.format_name)
         return head
 
     def _normalized(self, record: Record) -> Iterator[dict]:
@@ -90,7 +88,7 @@ class RowStream:
                 elif self._same_style(item, record.line):
                     yield item
         except RowError as error:
-            self._drop(error, record.line)
+            self._drop(error, record.line, fields)
 
     def _same_style(self, row: dict, line: int) -> bool:
         style = row_style(row)
@@ -100,8 +98,13 @@ class RowStream:
             self._drop(RowError(next(iter(row)), "mixed styles", detail), line)
         return style == self.style
 
-    def _drop(self, error: RowError, line: int) -> None:
-        self.log.add(Problem(line, source_field(error.field, self.column_map), error.reason, error.detail))
+    def _drop(self, error: RowError, line: int, fields: dict | None = None) -> None:
+        detail = error.detail
+        if error.reason == "missing field" and fields is not None:
+            other = other_layout(fields, self.detection.layout)
+            if other:
+                detail = f"a {other} row in a {self.detection.layout.name} file; keep one layout per file"
+        self.log.add(Problem(line, source_field(error.field, self.column_map), error.reason, detail))
 
 
 @dataclass
@@ -159,7 +162,7 @@ def check_file(
     except DataError as error:
         problems = [error.problem] if error.problem else []
         where = error.problem.describe() if error.problem else str(error)
-        message = f"{Path(path).name}: {where}"
+        message = f"{printable(Path(path).name)}: {where}"
         return DataReport(
             False, message, str(path), stream.file_type, problems=problems, column_map=stream.column_map
         )
@@ -200,7 +203,8 @@ def summary_message(report: DataReport) -> str:
     scope = f"first {report.records_read} records" if report.preview else f"{report.records_read} records"
     if not report.ok:
         first = f"; first: {report.problems[0].describe()}" if report.problems else ""
-        return f"no usable rows in {Path(report.source_file).name} ({scope}; dropped {report.dropped}{first})"
+        name = printable(Path(report.source_file).name)
+        return f"no usable rows in {name} ({scope}; dropped {report.dropped}{first})"
     dropped = f"; dropped {report.dropped} ({reasons})" if report.dropped else "; nothing dropped"
     return (
         f"{report.format}: {report.usable} usable {report.kind} rows, {report.style}, from {scope}{dropped}"

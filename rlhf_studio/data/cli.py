@@ -2,15 +2,18 @@
 
     python -m rlhf_studio data check prefs.jsonl --stage dpo
     python -m rlhf_studio data check pairs.csv --map prompt=question,chosen=good,rejected=bad --json
+    python -m rlhf_studio data check huge.jsonl --limit 10000       # a quick answer from the first records
     python -m rlhf_studio data import prefs.jsonl --name hh-small --eval-fraction 0.1
 
 Exit codes: 0 usable (and fits --stage), 1 no usable rows or refused, 3 usable but does not fit --stage.
+Output never fails on odd text (a file name with undecodable bytes): what the terminal cannot show is escaped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,7 +21,7 @@ from rlhf_studio.data.check import DataReport, check_file
 from rlhf_studio.data.detect import parse_column_map
 from rlhf_studio.data.layouts import LAYOUTS_BY_NAME
 from rlhf_studio.data.library import import_dataset
-from rlhf_studio.data.problems import DataError
+from rlhf_studio.data.problems import DataError, listed
 from rlhf_studio.data.stages import STAGES, stage_fit
 from rlhf_studio.workspace import Workspace
 
@@ -34,6 +37,12 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     check = commands.add_parser("check", help="detect a file's format and report usable and dropped rows")
     _add_file_options(check)
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    check.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help="check only the first N records (a quick answer for huge files)",
+    )
     check.set_defaults(func=run_check)
 
     store = commands.add_parser("import", help="normalize a file into the workspace dataset library")
@@ -63,13 +72,36 @@ def _column_map(text: str) -> dict[str, str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of records of at least 1, got {text!r}")
+    return int(text)
+
+
+def write_out(text: str, stream=None) -> None:
+    """Print `text`; characters the stream cannot encode (lone surrogates from undecodable file names) are
+    escaped, and a reader that went away (`| head`) ends the output quietly."""
+    stream = stream or sys.stdout
+    encoding = stream.encoding or "utf-8"
+    try:
+        print(text.encode(encoding, "backslashreplace").decode(encoding), file=stream, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
 def run_check(args: argparse.Namespace) -> int:
-    report = check_file(args.file, format_name=args.format, column_map=args.map, keep_everything=args.json)
+    report = check_file(
+        args.file,
+        format_name=args.format,
+        column_map=args.map,
+        preview_rows=args.limit,
+        keep_everything=args.json,
+    )
     fit = stage_fit(report.kind, args.stage, report.format) if report.ok and args.stage else None
     if args.json:
-        print(json.dumps(check_summary(report, args.stage, fit), ensure_ascii=False))
+        write_out(json.dumps(check_summary(report, args.stage, fit), ensure_ascii=False))
     else:
-        print(_check_text(report, args.stage, fit))
+        write_out(_check_text(report, args.stage, fit))
     if not report.ok:
         return EXIT_UNUSABLE
     return EXIT_WRONG_STAGE if fit and not fit[0] else EXIT_OK
@@ -86,6 +118,7 @@ def check_summary(report: DataReport, stage: str | None, fit: tuple[bool, str] |
         "kind": report.kind,
         "style": report.style,
         "columns": report.columns,
+        "records_read": report.records_read,
         "rows": report.rows,
         "usable": report.usable,
         "dropped": report.dropped,
@@ -102,9 +135,9 @@ def _check_text(report: DataReport, stage: str | None, fit: tuple[bool, str] | N
     lines = [report.message]
     if report.format:
         lines.append(f"format: {report.format} (kind {report.kind}, style {report.style})")
-        lines.append(f"columns: {', '.join(report.columns)}")
+        lines.append(f"columns: {listed(report.columns)}")
     if report.unused_columns:
-        lines.append(f"ignored columns: {', '.join(report.unused_columns)}")
+        lines.append(f"ignored columns: {listed(report.unused_columns)}")
     if report.alternatives:
         lines.append(f"also matches: {', '.join(report.alternatives)} (choose with --format)")
     if report.format or report.dropped:
@@ -135,14 +168,14 @@ def run_import(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     except DataError as error:
-        print(f"not imported: {error}", file=sys.stderr)
+        write_out(f"not imported: {error}", sys.stderr)
         return EXIT_UNUSABLE
-    print(
+    lines = [
         f"stored {manifest.name}: {manifest.rows_train} train + {manifest.rows_eval} eval "
-        f"{manifest.kind} rows ({manifest.format}, {manifest.style}); dropped {manifest.dropped}"
-    )
-    for reason, count in manifest.drop_reasons.items():
-        print(f"  {reason}: {count}")
+        f"{manifest.kind} rows ({manifest.format}, {manifest.style}); dropped {manifest.dropped}",
+        *(f"  {reason}: {count}" for reason, count in manifest.drop_reasons.items()),
+    ]
+    write_out("\n".join(lines))
     return EXIT_OK
 
 

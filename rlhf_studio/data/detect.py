@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from rlhf_studio.data.layouts import KNOWN_FIELDS, LAYOUTS, LAYOUTS_BY_NAME, Layout
-from rlhf_studio.data.problems import DataError
+from rlhf_studio.data.problems import DataError, listed
 
 _FIELD_HEAD = re.compile(r"^[^.\[]+")
 
@@ -41,9 +41,7 @@ def check_column_map(column_map: dict[str, str], columns: list[str]) -> None:
         if field not in KNOWN_FIELDS:
             raise DataError(f"column map: unknown field {field!r}; known fields: {', '.join(KNOWN_FIELDS)}")
         if column not in columns:
-            raise DataError(
-                f"column map: no column {column!r} in the file; columns found: {', '.join(columns)}"
-            )
+            raise DataError(f"column map: no column {column!r} in the file; columns found: {listed(columns)}")
         if field in columns and field != column and field not in column_map.values():
             raise DataError(f"column map: the file already has a column {field!r}; map that column too")
     sources = list(column_map.values())
@@ -70,23 +68,51 @@ def source_field(field: str | None, column_map: dict[str, str]) -> str | None:
 
 
 def detect_layout(
-    columns: list[str], first_record: dict, column_map: dict[str, str], format_name: str | None = None
+    records: list[dict], column_map: dict[str, str], format_name: str | None = None
 ) -> Detection:
-    """The layout for records with these (file) columns; `first_record` is already column-mapped."""
+    """The layout of a file from its first records (as read, before the column map).
+
+    The most specific layout whose columns at least half of the records have wins, so that a few odd rows
+    at the start do not decide for the whole file; `accepts` breaks ties between layouts with equal columns.
+    """
+    columns = list(dict.fromkeys(key for record in records for key in record))
     check_column_map(column_map, columns)
     field_of = {column: field for field, column in column_map.items()}
-    present = {field_of.get(column, column) for column in columns}
-    matching = [layout for layout in LAYOUTS if set(layout.required) <= present]
+    present = [{field_of.get(key, key) for key in record} for record in records]
+    holding = {
+        layout.name: [i for i, fields in enumerate(present) if set(layout.required) <= fields]
+        for layout in LAYOUTS
+    }
+    matching = [layout for layout in LAYOUTS if holding[layout.name]]
+    most = max((len(holding[layout.name]) for layout in matching), default=0)
+    quorum = [
+        layout for layout in matching if len(holding[layout.name]) >= min(most, (len(records) + 1) // 2)
+    ]
+
+    def accepts(layout: Layout) -> bool:
+        return layout.accepts(apply_column_map(records[holding[layout.name][0]], column_map))
+
     if format_name is not None:
-        layout = _forced_layout(format_name, present, columns)
-    elif not matching:
+        layout = _forced_layout(format_name, set().union(*present), columns)
+    elif not quorum:
         raise DataError(no_layout_message(columns))
     else:
-        layout = next((layout for layout in matching if layout.accepts(first_record)), matching[0])
-    alternatives = [other.name for other in matching if other is not layout and other.accepts(first_record)]
+        layout = next((layout for layout in quorum if accepts(layout)), quorum[0])
+    alternatives = [other.name for other in quorum if other is not layout and accepts(other)]
     used = set(layout.required) | set(layout.optional)
     unused = [column for column in columns if field_of.get(column, column) not in used]
     return Detection(layout, columns, alternatives, unused)
+
+
+def other_layout(record: dict, layout: Layout) -> str | None:
+    """The layout a (column-mapped) record seems to belong to instead of `layout`: the most specific one
+    whose columns it fills and which needs a column that `layout` does not know."""
+    filled = {key for key, value in record.items() if value is not None}
+    known = set(layout.required) | set(layout.optional)
+    for other in LAYOUTS:
+        if set(other.required) <= filled and not set(other.required) <= known:
+            return other.name
+    return None
 
 
 def _forced_layout(format_name: str, present: set[str], columns: list[str]) -> Layout:
@@ -96,7 +122,7 @@ def _forced_layout(format_name: str, present: set[str], columns: list[str]) -> L
     missing = [field for field in layout.required if field not in present]
     if missing:
         raise DataError(
-            f"format {format_name} needs columns {', '.join(missing)} (columns found: {', '.join(columns)}); "
+            f"format {format_name} needs columns {', '.join(missing)} (columns found: {listed(columns)}); "
             "map them with --map FIELD=COLUMN"
         )
     return layout
@@ -105,6 +131,6 @@ def _forced_layout(format_name: str, present: set[str], columns: list[str]) -> L
 def no_layout_message(columns: list[str]) -> str:
     expected = "; ".join(layout.describe() for layout in LAYOUTS)
     return (
-        f"columns found: {', '.join(columns) or 'none'}; they match no known layout. "
+        f"columns found: {listed(columns) or 'none'}; they match no known layout. "
         f"Expected one of: {expected}. Map columns with --map FIELD=COLUMN or pick one with --format NAME"
     )

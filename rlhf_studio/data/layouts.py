@@ -9,8 +9,9 @@ zero or more normalized rows of one of four kinds:
     prompt               {prompt}                          PPO
 
 A normalizer raises `RowError` to drop the whole record, or yields a `RowError` among its rows to drop a
-single pair (rankings). Detection picks the first layout in `LAYOUTS` whose required columns are present
-(most specific first); `accepts` breaks ties between layouts with the same columns by looking at values.
+single pair (rankings). Conversations must be in a valid turn order (`check_turn_order`). Detection picks
+the first layout in `LAYOUTS` (most specific first) whose required columns at least half of the first records
+have; `accepts` breaks ties between layouts with the same columns by looking at values.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rlhf_studio.data.values import (
     as_number,
     as_text,
     as_text_or_messages,
+    check_turn_order,
     is_missing,
     sharegpt_messages,
     split_hh,
@@ -75,15 +77,20 @@ def _replies(values: list, fields: list[str]) -> list:
     return replies
 
 
+def _check_orders(prompt: str | Messages, prompt_field: str, replies: list, fields: list[str]) -> None:
+    """In conversational rows, the prompt followed by each reply must be a well-ordered conversation."""
+    if isinstance(prompt, list):
+        for reply, field in zip(replies, fields, strict=True):
+            check_turn_order((prompt_field, prompt), (field, reply))
+
+
 def _pair(prompt, chosen, rejected, fields=("prompt", "chosen", "rejected")) -> dict:
     chosen, rejected = _replies([chosen, rejected], list(fields[1:]))
     if chosen == rejected:
         raise RowError(fields[2], "chosen identical to rejected")
-    return {
-        "prompt": _prompt_for(prompt, fields[0], isinstance(chosen, list)),
-        "chosen": chosen,
-        "rejected": rejected,
-    }
+    prompt = _prompt_for(prompt, fields[0], isinstance(chosen, list))
+    _check_orders(prompt, fields[0], [chosen, rejected], list(fields[1:]))
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
 def _scores(record: dict) -> dict:
@@ -107,8 +114,7 @@ def _preference(record: dict) -> Normalized:
 
 def _ultrafeedback(record: dict) -> Normalized:
     as_text_or_messages(record.get("prompt"), "prompt")
-    chosen = as_messages(record.get("chosen"), "chosen")
-    rejected = as_messages(record.get("rejected"), "rejected")
+    chosen, rejected = _conversations(record)
     prompt, chosen, rejected = split_shared_messages(chosen, rejected)
     yield {"prompt": prompt, "chosen": chosen, "rejected": rejected, **_scores(record)}
 
@@ -122,9 +128,17 @@ def _hh_transcripts(record: dict) -> Normalized:
     yield {"prompt": prompt, "chosen": as_text(chosen, "chosen"), "rejected": as_text(rejected, "rejected")}
 
 
-def _implicit_conversational(record: dict) -> Normalized:
+def _conversations(record: dict) -> tuple[Messages, Messages]:
+    """Whole chosen and rejected conversations, each in a valid turn order."""
     chosen = as_messages(record.get("chosen"), "chosen")
     rejected = as_messages(record.get("rejected"), "rejected")
+    check_turn_order(("chosen", chosen))
+    check_turn_order(("rejected", rejected))
+    return chosen, rejected
+
+
+def _implicit_conversational(record: dict) -> Normalized:
+    chosen, rejected = _conversations(record)
     prompt, chosen, rejected = split_shared_messages(chosen, rejected)
     yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
@@ -163,8 +177,10 @@ def _ranking_pairs(record: dict, scored: bool) -> Normalized:
             detail = f"{len(responses)} responses but {len(raw_scores)} scores"
             raise RowError("scores", "length mismatch", detail)
         scores = [as_number(score, f"scores[{index}]") for index, score in enumerate(raw_scores)]
-    replies = _replies(responses, [f"responses[{index}]" for index in range(len(responses))])
+    fields = [f"responses[{index}]" for index in range(len(responses))]
+    replies = _replies(responses, fields)
     prompt = _prompt_for(record.get("prompt"), "prompt", isinstance(replies[0], list))
+    _check_orders(prompt, "prompt", replies, fields)
     for first, second in combinations(range(len(replies)), 2):
         better, worse = first, second
         if scored:
@@ -187,10 +203,9 @@ def _ranking_pairs(record: dict, scored: bool) -> Normalized:
 
 def _completion_row(record: dict) -> dict:
     (completion,) = _replies([record.get("completion")], ["completion"])
-    return {
-        "prompt": _prompt_for(record.get("prompt"), "prompt", isinstance(completion, list)),
-        "completion": completion,
-    }
+    prompt = _prompt_for(record.get("prompt"), "prompt", isinstance(completion, list))
+    _check_orders(prompt, "prompt", [completion], ["completion"])
+    return {"prompt": prompt, "completion": completion}
 
 
 def _kto(record: dict) -> Normalized:
@@ -212,6 +227,7 @@ def _alpaca(record: dict) -> Normalized:
 
 
 def _with_assistant_turn(messages: Messages, field: str) -> dict:
+    check_turn_order((field, messages))
     if not any(message["role"] == "assistant" for message in messages):
         raise RowError(field, "no assistant message", "a conversation to learn from needs an assistant reply")
     return {"messages": messages}
@@ -232,7 +248,10 @@ def _text(record: dict) -> Normalized:
 
 
 def _prompt_only(record: dict) -> Normalized:
-    yield {"prompt": as_text_or_messages(record.get("prompt"), "prompt")}
+    prompt = as_text_or_messages(record.get("prompt"), "prompt")
+    if isinstance(prompt, list):
+        check_turn_order(("prompt", prompt), prompt=True)
+    yield {"prompt": prompt}
 
 
 def _full_conversations(record: dict) -> bool:

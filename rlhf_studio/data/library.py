@@ -131,7 +131,8 @@ def _write_splits(folder: Path, report: DataReport, name: str, eval_fraction: fl
         raise DataError(f"{report.source_file} changed while it was being imported; import it again")
     manifest = Manifest(
         name=name,
-        source_file=str(Path(report.source_file).resolve()),
+        # a name with undecodable bytes is kept readable (escaped): the manifest is UTF-8 JSON
+        source_file=str(Path(report.source_file).resolve()).encode("utf-8", "backslashreplace").decode(),
         format=report.format,
         kind=report.kind,
         style=report.style,

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 PROBLEMS_KEPT = 200
+NAMES_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,17 @@ class RowError(Exception):
 
     def at(self, line: int) -> Problem:
         return Problem(line, self.field, self.reason, self.detail)
+
+
+def listed(names: list[str], limit: int = NAMES_LISTED) -> str:
+    """'a, b, c' for a message; a long list is cut: 'c0, c1, ... (20000 in all)'."""
+    shown = [printable(str(name)) for name in names[:limit]]
+    return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def printable(text: str) -> str:
+    """Text as is, or its repr when it holds line breaks, control characters or undecodable bytes."""
+    return text if text.isprintable() else repr(text)
 
 
 def file_error(reason: str, detail: str, line: int = 1) -> DataError:

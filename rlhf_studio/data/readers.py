@@ -3,33 +3,29 @@
 `open_records(path)` sniffs the first bytes (so an HTML page or a binary renamed `.jsonl` is refused before
 any parsing), then returns the file type and a lazy iterator of `Record`s. A record carries the line it
 starts on (the row number for Parquet) and either its fields or the `Problem` that made it unreadable.
-Nothing is read beyond what the caller consumes, which is what makes previews of huge files cheap.
+Nothing is read beyond what the caller consumes, which is what makes previews of huge files cheap, and no
+record is held whole beyond MAX_RECORD_BYTES (a line, an array element, a CSV value): a longer one is a
+problem, skipped in chunks, so a file without line breaks or with an unbalanced quote stays small in memory.
 Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlhf_studio.data.problems import DataError, Problem, file_error
+from rlhf_studio.data.problems import DataError, Problem, RowError, file_error, listed, printable
+from rlhf_studio.data.sniff import BLANK, SNIFF_BYTES, UTF8_BOM, file_type_of, require_line_breaks, sniff
+from rlhf_studio.data.values import decode_json, type_name
 
-FILE_TYPES = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-}
-SNIFF_BYTES = 8192
 CHUNK_BYTES = 1 << 20
-UTF8_BOM = codecs.BOM_UTF8
+MAX_RECORD_BYTES = 16 << 20
+_LINE_SKIPPED = "skipped (a file without line breaks?)"
 _WHITESPACE = re.compile(r"[ \t\r\n]*")
 
 
@@ -40,103 +36,99 @@ class Record:
     problem: Problem | None = None
 
 
-def file_type_of(path: Path) -> str:
-    file_type = FILE_TYPES.get(path.suffix.lower())
-    if file_type is None:
-        expected = ", ".join(sorted(FILE_TYPES))
-        raise file_error("unsupported file type", f"'{path.suffix or path.name}'; expected one of {expected}")
-    return file_type
+def too_long(line: int, what: str, outcome: str) -> Problem:
+    return Problem(line, None, "record too long", f"{what} over {MAX_RECORD_BYTES >> 20} MiB; {outcome}")
 
 
 def open_records(path: str | Path) -> tuple[str, Iterator[Record]]:
     """Sniff the file, then return (file type, lazy record iterator); unreadable files raise DataError."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"no such file: {path}")
+        raise DataError(f"no such file: {printable(str(path))}")
     file_type = file_type_of(path)
     try:
         with open(path, "rb") as handle:
             head = handle.read(SNIFF_BYTES)
     except OSError as error:
-        raise DataError(f"cannot read {path}: {error.strerror}") from None
-    _sniff(head, file_type)
+        raise DataError(f"cannot read {printable(path.name)}: {error.strerror}") from None
+    sniff(head, file_type)
     if file_type == "parquet":
         return file_type, _parquet_records(path)
+    if file_type in ("json", "jsonl") and _is_json_array(head, file_type):
+        return "json", _json_array_records(path)
+    require_line_breaks(head)
     if file_type in ("csv", "tsv"):
         return file_type, _csv_records(path, "," if file_type == "csv" else "\t")
-    if head.lstrip(UTF8_BOM + b" \t\r\n").startswith(b"["):
-        return "json", _json_array_records(path)
     if file_type == "json":
         _require_json_lines(head)
     return "jsonl", _jsonl_records(path)
 
 
+def _is_json_array(head: bytes, file_type: str) -> bool:
+    """A file starting with '[' is one JSON array, unless it is a .jsonl whose first line is an array
+    of other things than objects by itself (then it is JSON Lines with lines that are not objects)."""
+    text = head.lstrip(BLANK)
+    if not text.startswith(b"["):
+        return False
+    first_line, newline, _ = text.partition(b"\n")
+    if file_type == "json" or not newline:
+        return True
+    try:
+        value = decode_json(first_line.decode("utf-8"))
+    except (ValueError, RowError):
+        return True
+    return all(isinstance(item, dict) for item in value)
+
+
 def _require_json_lines(head: bytes) -> None:
     """A .json file is an array of objects or JSON Lines; refuse one big object early and clearly."""
-    first_line, newline, _ = head.lstrip(UTF8_BOM + b" \t\r\n").partition(b"\n")
+    first_line, newline, _ = head.lstrip(BLANK).partition(b"\n")
     if not newline:
         return
     try:
-        json.loads(first_line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        decode_json(first_line.decode("utf-8"))
+    except (ValueError, RowError):
         detail = (
             "expected an array of objects or one object per line (JSON Lines); line 1 is not a whole object"
         )
         raise file_error("invalid JSON", detail) from None
 
 
-def _sniff(head: bytes, file_type: str) -> None:
-    """Refuse files whose first bytes contradict their extension (web pages, archives, binaries)."""
-    claimed = {"jsonl": "JSON Lines", "json": "JSON", "csv": "CSV", "tsv": "TSV", "parquet": "Parquet"}[
-        file_type
-    ]
-    text_start = head.lstrip(UTF8_BOM + b" \t\r\n")
-    if not text_start:
-        raise file_error("empty file", "the file has no content")
-    if file_type == "parquet":
-        if not head.startswith(b"PAR1"):
-            raise file_error("wrong file type", f"not a Parquet file: {_looks_like(head, text_start)}")
-        return
-    if head.startswith(b"PAR1"):
-        raise file_error("wrong file type", f"this is a Parquet file, not {claimed}; rename it .parquet")
-    looks = _looks_like(head, text_start)
-    if looks != "text":
-        raise file_error("wrong file type", f"not {claimed}: {looks}")
+def _numbered_lines(path: Path) -> Iterator[tuple[int, int, bytes | None]]:
+    """(line number, byte offset, bytes) of each line; a UTF-8 BOM is dropped from the first.
 
-
-def _looks_like(head: bytes, text_start: bytes) -> str:
-    lowered = text_start[:64].lower()
-    if lowered.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--")):
-        return "it starts like an HTML/XML page (a web page saved instead of the raw file?)"
-    signatures = {
-        b"\x1f\x8b": "it is gzip-compressed; decompress it first",
-        b"PK\x03\x04": "it is a zip archive; extract it first",
-        b"\xff\xfe": "it is UTF-16 text; save it as UTF-8",
-        b"\xfe\xff": "it is UTF-16 text; save it as UTF-8",
-        b"\x80": "it is binary data (a Python pickle?), which is never loaded",
-    }
-    for signature, description in signatures.items():
-        if head.startswith(signature):
-            return description
-    nul_offset = head.find(b"\x00")
-    if nul_offset >= 0:
-        return f"it is binary data (NUL byte at byte offset {nul_offset})"
-    return "text"
-
-
-def _numbered_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, byte offset, bytes) of each line; a UTF-8 BOM is dropped from the first."""
+    A line over MAX_RECORD_BYTES comes as None, after being skipped in chunks.
+    """
     with open(path, "rb") as handle:
-        offset = 0
-        for number, raw in enumerate(handle, start=1):
-            start, offset = offset, offset + len(raw)
+        number, offset = 0, 0
+        while raw := handle.readline(MAX_RECORD_BYTES + 1):
+            number, start, offset = number + 1, offset, offset + len(raw)
+            if len(raw) > MAX_RECORD_BYTES:
+                if not raw.endswith(b"\n"):
+                    offset = _skip_line(handle, offset)
+                yield number, start, None
+                continue
             if number == 1 and raw.startswith(UTF8_BOM):
                 raw, start = raw[len(UTF8_BOM) :], start + len(UTF8_BOM)
             yield number, start, raw
 
 
+def _skip_line(handle, offset: int) -> int:
+    """Read on from `offset` to just after the next line break (or the end); return that offset."""
+    while chunk := handle.read(CHUNK_BYTES):
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            handle.seek(offset + newline + 1)
+            return offset + newline + 1
+        offset += len(chunk)
+    return offset
+
+
 def _jsonl_records(path: Path) -> Iterator[Record]:
     for number, start, raw in _numbered_lines(path):
+        if raw is None:
+            yield Record(number, problem=too_long(number, "a line", _LINE_SKIPPED))
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -150,13 +142,15 @@ def _jsonl_records(path: Path) -> Iterator[Record]:
 
 def _json_object_record(number: int, text: str) -> Record:
     try:
-        value = json.loads(text)
+        value = decode_json(text)
     except json.JSONDecodeError as error:
         return Record(
             number, problem=Problem(number, None, "invalid JSON", f"{error.msg} at column {error.colno}")
         )
+    except RowError as error:
+        return Record(number, problem=error.at(number))
     if not isinstance(value, dict):
-        detail = f"expected one JSON object per line, got {type(value).__name__}"
+        detail = f"expected one JSON object per line, got {type_name(value)}"
         return Record(number, problem=Problem(number, None, "wrong type", detail))
     return Record(number, value)
 
@@ -206,9 +200,19 @@ class _TextCursor:
             self.fill()
 
 
+class _TooLong(Exception):
+    pass
+
+
+_SKIPPING = json.JSONDecoder(object_pairs_hook=lambda pairs: None)  # finds where a value ends, keeps nothing
+_NOT_READ = "; the rest of the file was not read"
+
+
 def _json_array_records(path: Path) -> Iterator[Record]:
-    """Decode the elements of a top-level JSON array one by one, without loading the whole file."""
-    decoder = json.JSONDecoder()
+    """Decode the elements of a top-level JSON array one by one, without loading the whole file.
+
+    A syntax error ends the reading there, with a record that says so; the elements before it are kept.
+    """
     with open(path, "rb") as handle:
         cursor = _TextCursor(handle)
         cursor.next_char()
@@ -216,59 +220,115 @@ def _json_array_records(path: Path) -> Iterator[Record]:
         if cursor.next_char() == "]":
             raise file_error("no rows", "the JSON array is empty")
         while True:
-            line = cursor.line
-            try:
-                value, end = decoder.raw_decode(cursor.buffer, cursor.pos)
-            except json.JSONDecodeError as error:
-                # An error near the end of the window, or an unterminated string, may only mean that the
-                # element continues in the next chunk; anything else is a real syntax error.
-                near_end = error.pos >= len(cursor.buffer) - 16 or error.msg.startswith("Unterminated")
-                if near_end and not cursor.eof:
-                    cursor.fill()
-                    continue
-                error_line = line + cursor.buffer.count("\n", cursor.pos, error.pos)
-                detail = f"{error.msg}; the rest of the file was not read"
-                yield Record(error_line, problem=Problem(error_line, None, "invalid JSON", detail))
+            record, more = _array_element(cursor)
+            yield record
+            if not more:
                 return
-            cursor.advance(end)
-            if isinstance(value, dict):
-                yield Record(line, value)
-            else:
-                detail = f"expected an array of JSON objects, got {type(value).__name__}"
-                yield Record(line, problem=Problem(line, None, "wrong type", detail))
-            separator = cursor.next_char()
-            cursor.advance(cursor.pos + 1)
-            if separator == "]":
+            problem, more = _array_separator(cursor)
+            if problem:
+                yield Record(problem.line, problem=problem)
+            if not more:
                 return
-            if separator != ",":
-                found = repr(separator) if separator else "end of file"
-                detail = (
-                    f"expected ',' or ']' after an element, found {found}; the rest of the file was not read"
-                )
-                yield Record(cursor.line, problem=Problem(cursor.line, None, "invalid JSON", detail))
-                return
-            cursor.next_char()
 
 
-def _decoded_lines(path: Path, bad_lines: dict[int, int]) -> Iterator[str]:
-    """Yield the file's lines as text; lines that are not UTF-8 are recorded (line -> byte offset)."""
+def _stop(line: int, reason: str, detail: str) -> Problem:
+    return Problem(line, None, reason, detail + _NOT_READ)
+
+
+def _array_element(cursor: _TextCursor) -> tuple[Record, bool]:
+    """(the next element as a record, whether reading can go on after it)."""
+    line = cursor.line
+    try:
+        value = _decode_next(cursor, decode_json)
+    except json.JSONDecodeError as error:
+        error_line = line + cursor.buffer.count("\n", cursor.pos, error.pos)
+        return Record(error_line, problem=_stop(error_line, "invalid JSON", error.msg)), False
+    except _TooLong:
+        return Record(line, problem=too_long(line, "an array element", _NOT_READ[2:])), False
+    except RowError as error:  # a duplicate key, nesting too deep, a number too long
+        try:
+            _decode_next(cursor, _SKIPPING.raw_decode)
+        except (ValueError, RecursionError, _TooLong):
+            return Record(line, problem=_stop(line, error.reason, error.detail)), False
+        return Record(line, problem=error.at(line)), True
+    if not isinstance(value, dict):
+        detail = f"expected an array of JSON objects, got {type_name(value)}"
+        return Record(line, problem=Problem(line, None, "wrong type", detail)), True
+    return Record(line, value), True
+
+
+def _decode_next(cursor: _TextCursor, decode):
+    """The value at the cursor, reading more chunks while it may go on; raises JSONDecodeError for a syntax
+    error and _TooLong once the value passes MAX_RECORD_BYTES."""
+    while True:
+        try:
+            value, end = decode(cursor.buffer, cursor.pos)
+        except json.JSONDecodeError as error:
+            # An error near the end of the window, or an unterminated string, may only mean that the
+            # element continues in the next chunk; anything else is a real syntax error.
+            near_end = error.pos >= len(cursor.buffer) - 16 or error.msg.startswith("Unterminated")
+            if not near_end or cursor.eof:
+                raise
+            if len(cursor.buffer) - cursor.pos > MAX_RECORD_BYTES:
+                raise _TooLong from None
+            cursor.fill()
+            continue
+        cursor.advance(end)
+        return value
+
+
+def _array_separator(cursor: _TextCursor) -> tuple[Problem | None, bool]:
+    """Read past the ',' or ']' after an element: (a problem or None, whether another element follows)."""
+    separator, separator_line = cursor.next_char(), cursor.line
+    cursor.advance(cursor.pos + 1)
+    if separator == ",":
+        if cursor.next_char() != "]":
+            return None, True
+        detail = "a trailing comma before the closing ']' (every element before it was read)"
+        return Problem(separator_line, None, "invalid JSON", detail), False
+    if separator == "]":
+        if not cursor.next_char():
+            return None, False
+        detail = (
+            f"more data after the array closed on line {separator_line}; JSON Lines hold one object a line"
+        )
+        return _stop(cursor.line, "invalid JSON", detail), False
+    found = repr(separator) if separator else "end of file"
+    return _stop(
+        separator_line, "invalid JSON", f"expected ',' or ']' after an element, found {found}"
+    ), False
+
+
+def _decoded_lines(path: Path, skipped: dict[int, Problem]) -> Iterator[str]:
+    """The file's lines as text; a line that is not UTF-8 or too long is noted in `skipped` (by line)."""
     for number, start, raw in _numbered_lines(path):
+        if raw is None:
+            skipped[number] = too_long(number, "a line", _LINE_SKIPPED)
+            yield "\n"
+            continue
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            bad_lines[number] = start + error.start
+            skipped[number] = Problem(number, None, "not UTF-8", f"byte offset {start + error.start}")
             yield raw.decode("utf-8", errors="replace")
 
 
+def _taken(skipped: dict[int, Problem], start: int, end: int) -> Problem | None:
+    """The first problem noted for lines start..end; all of them are forgotten (memory stays small)."""
+    problems = [skipped.pop(line) for line in range(start, end + 1) if line in skipped]
+    return problems[0] if problems else None
+
+
 def _csv_records(path: Path, delimiter: str) -> Iterator[Record]:
-    """Rows of a CSV/TSV file keyed by the header; a record's line is its first physical line (header = 1)."""
-    csv.field_size_limit(2**31 - 1)  # process-wide; the default 128 KiB is too small for long replies
-    bad_lines: dict[int, int] = {}
-    reader = csv.reader(_decoded_lines(path, bad_lines), delimiter=delimiter)
-    try:
-        header = _checked_header(next(reader), bad_lines)
-    except csv.Error as error:
-        raise file_error("invalid CSV", f"header: {error}") from None
+    """Rows of a CSV/TSV file keyed by the header; a record's line is its first physical line (header = 1).
+
+    The reader is strict: a quote that never closes, or text after a closing quote, is a problem of that
+    record, and reading goes on with the next line.
+    """
+    csv.field_size_limit(MAX_RECORD_BYTES)  # process-wide; the default 128 KiB is too small for long replies
+    skipped: dict[int, Problem] = {}
+    reader = csv.reader(_decoded_lines(path, skipped), delimiter=delimiter, strict=True)
+    header = _header(reader, skipped)
     data_rows, previous_end = 0, reader.line_num
     while True:
         try:
@@ -276,37 +336,59 @@ def _csv_records(path: Path, delimiter: str) -> Iterator[Record]:
         except StopIteration:
             break
         except csv.Error as error:
-            yield Record(previous_end + 1, problem=Problem(previous_end + 1, None, "invalid CSV", str(error)))
-            return
-        start, previous_end = previous_end + 1, reader.line_num
-        if not cells:
+            start, previous_end = previous_end + 1, reader.line_num
+            _taken(skipped, start, previous_end)
+            data_rows += 1
+            yield Record(start, problem=_csv_problem(str(error), start, previous_end))
             continue
-        data_rows += 1
-        yield _csv_record(start, previous_end, header, cells, bad_lines)
+        start, previous_end = previous_end + 1, reader.line_num
+        problem = _taken(skipped, start, previous_end)
+        if cells or problem:
+            data_rows += 1
+            yield (
+                Record(start, problem=problem) if problem else _csv_record(start, previous_end, header, cells)
+            )
     if data_rows == 0:
         raise file_error("header only", "the file has a header line but no data rows")
 
 
-def _checked_header(header: list[str], bad_lines: dict[int, int]) -> list[str]:
-    if 1 in bad_lines:
-        raise file_error("not UTF-8", f"byte offset {bad_lines[1]} in the header")
+def _header(reader, skipped: dict[int, Problem]) -> list[str]:
+    """The first non-blank row, as stripped column names."""
+    try:
+        header = next((row for row in reader if row), None)
+    except csv.Error as error:
+        raise file_error("invalid CSV", f"header: {error}", reader.line_num) from None
+    problem = _taken(skipped, 1, reader.line_num)
+    if problem:
+        raise file_error(problem.reason, f"{problem.detail} in the header", problem.line)
+    if header is None:
+        raise file_error("empty file", "the file has no header line")
     names = [name.strip() for name in header]
     if any(not name for name in names):
-        raise file_error("invalid header", f"empty column name in header {header}")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+        position = names.index("") + 1
+        raise file_error("invalid header", f"column {position} of {len(names)} has no name", reader.line_num)
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
-        raise file_error("invalid header", f"duplicate column names {duplicates}")
+        raise file_error("invalid header", f"duplicate column names: {listed(duplicates)}", reader.line_num)
     return names
 
 
-def _csv_record(
-    start: int, end: int, header: list[str], cells: list[str], bad_lines: dict[int, int]
-) -> Record:
-    bad = [line for line in range(start, end + 1) if line in bad_lines]
-    if bad:
-        return Record(start, problem=Problem(bad[0], None, "not UTF-8", f"byte offset {bad_lines[bad[0]]}"))
+def _csv_problem(message: str, start: int, end: int) -> Problem:
+    lines = f"lines {start}-{end} skipped"
+    if message == "unexpected end of data":
+        detail = f"a quoted value opened on line {start} never closes (an unbalanced quote?); {lines}"
+    elif message.startswith("field larger than field limit"):
+        detail = f"a value over {MAX_RECORD_BYTES >> 20} MiB (an unbalanced quote?); {lines}"
+    else:
+        detail = f"{message}: a quoted value ends at a delimiter, and quotes inside it are doubled"
+    return Problem(start, None, "invalid CSV", detail)
+
+
+def _csv_record(start: int, end: int, header: list[str], cells: list[str]) -> Record:
     if len(cells) != len(header):
         detail = f"{len(cells)} values for {len(header)} columns"
+        if end > start:
+            detail += f" in a record over lines {start}-{end} (an unbalanced quote?)"
         return Record(start, problem=Problem(start, None, "wrong number of columns", detail))
     return Record(start, {name: _csv_cell(cell) for name, cell in zip(header, cells, strict=True)})
 
@@ -316,8 +398,8 @@ def _csv_cell(cell: str) -> str | list:
     if not cell.lstrip().startswith("[{"):
         return cell
     try:
-        value = json.loads(cell)
-    except json.JSONDecodeError:
+        value = decode_json(cell)
+    except (ValueError, RowError):
         return cell
     is_objects = isinstance(value, list) and all(isinstance(item, dict) for item in value)
     return value if is_objects else cell
@@ -337,4 +419,5 @@ def _parquet_records(path: Path) -> Iterator[Record]:
                 row += 1
                 yield Record(row, fields)
     except (pa.ArrowException, OSError) as error:
-        raise file_error("unreadable Parquet", str(error).splitlines()[0], row + 1) from None
+        first_line = next(iter(str(error).splitlines()), type(error).__name__)
+        raise file_error("unreadable Parquet", first_line, row + 1) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
 
 from rlhf_studio.data.problems import RowError
@@ -23,12 +24,56 @@ SHAREGPT_ROLES = {
 }
 HH_ASSISTANT = re.compile(r"\n\nAssistant:")
 HH_HUMAN = re.compile(r"(^|\n\n)Human:")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SMALL_INT = re.compile(r"-?[0-9]{1,9}")
+SHOWN_CHARS = 40
 
 Messages = list[dict[str, str]]
 
 
 def type_name(value: Any) -> str:
-    return {str: "text", list: "list", dict: "object", bool: "boolean"}.get(type(value), type(value).__name__)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN and Infinity, which Python's JSON reader accepts
+    names = {str: "text", list: "list", dict: "object", bool: "boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def shown(value: Any) -> str:
+    """A value for a one-line reason: its repr, cut to SHOWN_CHARS characters."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 5]}...{text[-2:]}"
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                detail = f"{shown(key)} appears twice in one object, so which value is meant is unclear"
+                raise RowError(key, "duplicate key", detail)
+            seen.add(key)
+    return record
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
+def decode_json(text: str, start: int | None = None) -> Any:
+    """Decode JSON (or, with `start`, (value, end) of the one at `start`); duplicate keys are refused.
+
+    Raises JSONDecodeError for syntax errors (its position matters to streaming readers) and RowError for
+    everything else: duplicate keys, nesting too deep to decode, numbers too long to convert.
+    """
+    try:
+        return _DECODER.decode(text) if start is None else _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        detail = f"nested too deeply (the limit is about {sys.getrecursionlimit()} levels)"
+        raise RowError(None, "invalid JSON", detail) from None
+    except ValueError as error:  # a number of over 4300 digits, for one
+        raise RowError(None, "invalid JSON", str(error).split(";")[0]) from None
 
 
 def is_missing(value: Any) -> bool:
@@ -48,6 +93,9 @@ def as_text(value: Any, field: str) -> str:
         raise RowError(field, "wrong type", f"expected text, got {type_name(value)}")
     if not value.strip():
         raise RowError(field, "empty text")
+    if not value.isascii() and (surrogate := _SURROGATE.search(value)):
+        code = f"\\u{ord(surrogate.group()):04x}"
+        raise RowError(field, "invalid text", f"a lone surrogate {code} at character {surrogate.start()}")
     return value
 
 
@@ -55,9 +103,10 @@ def as_list(value: Any, field: str) -> list:
     """A list; a string holding a JSON array is accepted too, since CSV cells cannot hold lists."""
     if isinstance(value, str) and value.lstrip().startswith("["):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise RowError(field, "wrong type", f"text that is not a valid JSON list: {error.msg}") from None
+            value = decode_json(value)
+        except (json.JSONDecodeError, RowError) as error:
+            why = error.msg if isinstance(error, json.JSONDecodeError) else error.detail
+            raise RowError(field, "wrong type", f"text that is not a valid JSON list: {why}") from None
     if value is None:
         raise RowError(field, "missing field")
     if not isinstance(value, list):
@@ -81,8 +130,37 @@ def as_message(item: Any, field: str) -> dict[str, str]:
         raise RowError(f"{field}.content", "message without content")
     role = item["role"]
     if role not in ROLES:
-        raise RowError(f"{field}.role", "unknown role", f"{role!r}; expected one of {', '.join(ROLES)}")
+        raise RowError(f"{field}.role", "unknown role", f"{shown(role)}; expected one of {', '.join(ROLES)}")
     return {"role": role, "content": as_text(item["content"], f"{field}.content")}
+
+
+def check_turn_order(*parts: tuple[str, Messages], prompt: bool = False) -> None:
+    """A conversation, given as (field, messages) parts such as a prompt and a reply: an optional system
+    message first, then user and assistant taking turns, the user first. Chat templates that enforce
+    alternation fail on anything else, so a row in another order is refused here, with the message named.
+    A `prompt` waits for the assistant's answer, so it ends with a user message.
+    """
+    previous = None
+    for field, messages in parts:
+        for index, message in enumerate(messages):
+            problem = _order_problem(message["role"], previous)
+            if problem:
+                raise RowError(f"{field}[{index}].role", "wrong order", problem)
+            previous = message["role"]
+    if prompt and previous != "user":
+        field, messages = parts[-1]
+        where = f"{field}[{len(messages) - 1}].role"
+        raise RowError(where, "wrong order", "a prompt ends with a user message for the model to answer")
+
+
+def _order_problem(role: str, previous: str | None) -> str | None:
+    if role == "system":
+        return None if previous is None else "a system message can only come first"
+    if previous in (None, "system") and role != "user":
+        return f"the conversation starts with {role}; the user speaks first"
+    if role == previous:
+        return f"two {role} messages in a row; user and assistant take turns"
+    return None
 
 
 def as_text_or_messages(value: Any, field: str) -> str | Messages:
@@ -102,9 +180,9 @@ def sharegpt_messages(value: Any, field: str) -> Messages:
             raise RowError(f"{where}.from", "message without role")
         if turn.get("value") is None:
             raise RowError(f"{where}.value", "message without content")
-        if turn["from"] not in SHAREGPT_ROLES:
+        if not isinstance(turn["from"], str) or turn["from"] not in SHAREGPT_ROLES:
             known = ", ".join(SHAREGPT_ROLES)
-            raise RowError(f"{where}.from", "unknown role", f"{turn['from']!r}; expected one of {known}")
+            raise RowError(f"{where}.from", "unknown role", f"{shown(turn['from'])}; expected one of {known}")
         messages.append(
             {"role": SHAREGPT_ROLES[turn["from"]], "content": as_text(turn["value"], f"{where}.value")}
         )
@@ -120,7 +198,7 @@ def as_number(value: Any, field: str) -> float:
         try:
             value = float(value)
         except ValueError:
-            raise RowError(field, "wrong type", f"expected a number, got text {value!r}") from None
+            raise RowError(field, "wrong type", f"expected a number, got text {shown(value)}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RowError(field, "wrong type", f"expected a number, got {type_name(value)}")
     if not math.isfinite(value):
@@ -136,14 +214,15 @@ def as_label(value: Any, field: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
-    raise RowError(field, "wrong type", f"expected true or false, got {value!r}")
+    raise RowError(field, "wrong type", f"expected true or false, got {shown(value)}")
 
 
 def as_choice(value: Any, field: str) -> int:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _SMALL_INT.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RowError(field, "wrong type", f"expected 0 or 1, got {type_name(value)}")
+        got = f"text {shown(value)}" if isinstance(value, str) else type_name(value)
+        raise RowError(field, "wrong type", f"expected 0 or 1, got {got}")
     if value not in (0, 1):
         raise RowError(field, "choice out of range", f"{value}; expected 0 or 1")
     return value
