@@ -26,12 +26,17 @@ another program, or heartbeat stale) becomes `interrupted`. So do queued runs of
 being queued again: opening the app must never start hours of training by itself; `resume` queues them.
 A child that outlived its app (its own session keeps it alive) is watched until it ends. One app per
 workspace: a second one would mark the first one's queue interrupted.
+
+The queue holds at most `max_queued` waiting runs (MAX_QUEUED, or $RLHF_STUDIO_MAX_QUEUED): beyond that,
+submit and resume raise QueueFull, one sentence that names the limit, and nothing is created. Each queued
+run is a folder and a line in the runs table, so a flood of submissions would otherwise pile up unbounded.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +51,7 @@ from rlhf_studio.runs import (
     CANCELLED,
     COMPLETED,
     CONFIG_FILE,
+    DELETING_PREFIX,
     FAILED,
     INTERRUPTED,
     LOG_FILE,
@@ -57,12 +63,12 @@ from rlhf_studio.runs import (
     RunRow,
     RunStatus,
     create_run,
-    delete_run,
     finish_status,
     list_runs,
     newest_checkpoint,
     now_iso,
     read_status,
+    retire_run,
     run_dir,
     update_status,
 )
@@ -76,6 +82,9 @@ from rlhf_studio.training_cli import (
 from rlhf_studio.workspace import Workspace
 
 POLL_SECONDS = 0.25
+ENDED_UNREPORTED = "The training process ended without reporting."
+MAX_QUEUED = 32  # waiting runs; the running one is not counted
+MAX_QUEUED_ENV = "RLHF_STUDIO_MAX_QUEUED"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger(__name__)
@@ -109,6 +118,20 @@ def exit_failure(code: int) -> tuple[str, str]:
 # ---------------------------------------------------------------- the manager
 
 
+class QueueFull(RunError):
+    """The queue already holds as many waiting runs as it may; the message names the limit."""
+
+
+def queue_limit() -> int:
+    """MAX_QUEUED, or a positive whole number from $RLHF_STUDIO_MAX_QUEUED."""
+    configured = os.environ.get(MAX_QUEUED_ENV, "").strip()
+    if not configured:
+        return MAX_QUEUED
+    if not configured.isdigit() or int(configured) < 1:
+        raise ValueError(f"{MAX_QUEUED_ENV} must be a whole number of at least 1, got {configured!r}")
+    return int(configured)
+
+
 @dataclass
 class Job:
     run_id: str
@@ -121,9 +144,12 @@ class Job:
 class JobManager:
     """The app's one owner of job state: the queue, the running child, the supervisor thread."""
 
-    def __init__(self, workspace: Workspace, python: str = sys.executable) -> None:
+    def __init__(
+        self, workspace: Workspace, python: str = sys.executable, max_queued: int | None = None
+    ) -> None:
         self.workspace = workspace
         self._python = python
+        self.max_queued = max_queued or queue_limit()
         self._lock = threading.RLock()
         self._queue: list[Job] = []
         self._current: Job | None = None
@@ -181,11 +207,24 @@ class JobManager:
     # -- commands
 
     def submit(self, config: JobConfig) -> str:
-        """Queue a new run; returns its id. ConfigError for an unusable config or an unfinished run:<id>."""
+        """Queue a new run; returns its id. ConfigError for an unusable config or an unfinished run:<id>,
+        QueueFull when max_queued runs are waiting already (then no folder is made)."""
         validate(config, self.workspace)
-        run_id = create_run(self.workspace, config)
-        self._enqueue(Job(run_id, run_dir(self.workspace, run_id)))
+        with self._lock:  # the check and the append together: concurrent submits cannot overshoot
+            self.check_room()
+            run_id = create_run(self.workspace, config)
+            self._enqueue(Job(run_id, run_dir(self.workspace, run_id)))
         return run_id
+
+    def check_room(self) -> None:
+        """Raise QueueFull if one more waiting run would go past the limit."""
+        with self._lock:
+            limit = self.max_queued
+            if len(self._queue) >= limit:
+                raise QueueFull(
+                    f"The queue is full: it holds at most {limit} waiting run{'s' if limit > 1 else ''} "
+                    f"({MAX_QUEUED_ENV}); try again once one of them has started or been stopped."
+                )
 
     def resume(self, run_id: str) -> None:
         """Queue an interrupted, failed or cancelled run again; it continues from its newest checkpoint."""
@@ -194,6 +233,7 @@ class JobManager:
             status = read_status(folder)
             if status is None or status.state not in RESUMABLE_STATES or self.is_active(run_id):
                 raise RunError(f"Run {run_id} is {status.state if status else 'unknown'}: nothing to resume.")
+            self.check_room()
             checkpoint = newest_checkpoint(folder)
             (folder / STOP_REQUEST_FILE).unlink(missing_ok=True)
             update_status(
@@ -225,11 +265,16 @@ class JobManager:
         stop_detached(self.workspace, run_id)  # an adopted child or one from a terminal
 
     def delete(self, run_id: str) -> None:
-        """Remove one run's folder; refused while it is queued or running."""
+        """Remove one run's folder; refused while it is queued or running.
+
+        Only the check and the rename run under the lock: removing gigabytes of checkpoints takes a while,
+        and meanwhile the supervisor must still stop, start and classify the other runs.
+        """
         with self._lock:
             if self.is_active(run_id):
                 raise RunError(f"Run {run_id} is queued or running: stop it before deleting it.")
-            delete_run(self.workspace, run_id)
+            doomed = retire_run(self.workspace, run_id)
+        shutil.rmtree(doomed)
 
     def shutdown(self) -> None:
         """Stop supervising: the running child ends and it and the queued runs become interrupted."""
@@ -257,8 +302,11 @@ class JobManager:
     # -- recovery
 
     def recover(self) -> None:
-        """Mark runs whose process is gone as interrupted; keep watching trainings that are still alive."""
+        """Mark runs whose process is gone as interrupted; keep watching trainings that are still alive.
+        Finish removing runs whose deletion the previous app did not complete (hidden .deleting-* folders)."""
         for entry in self.workspace.runs_dir.iterdir():
+            if entry.name.startswith(DELETING_PREFIX):
+                shutil.rmtree(entry, ignore_errors=True)
             status = None if entry.name.startswith(".") else read_status(entry)
             if status is None or status.state not in ACTIVE_STATES:
                 continue
@@ -267,7 +315,7 @@ class JobManager:
             elif status.state == QUEUED and not status.pid:
                 finish_status(entry, INTERRUPTED, message="The app stopped before this run started.")
             else:
-                finish_status(entry, INTERRUPTED, message="The training process ended without reporting.")
+                finish_status(entry, INTERRUPTED, message=ENDED_UNREPORTED)
 
     # -- the supervisor thread
 
@@ -348,4 +396,7 @@ class JobManager:
                 self._adopted.discard(run_id)
             elif status.pid is None or process_command(status.pid) is None:
                 self._adopted.discard(run_id)
-                finish_status(folder, INTERRUPTED, message="The training process ended without reporting.")
+                if (folder / STOP_REQUEST_FILE).exists():  # a stop that had to end it with SIGKILL
+                    finish_status(folder, CANCELLED, message="Stopped by the user.")
+                else:
+                    finish_status(folder, INTERRUPTED, message=ENDED_UNREPORTED)

@@ -8,8 +8,9 @@
 A pipeline is a list of stages; a later stage's `model` (and PPO's `reward_model`) is `run:<id>` of an earlier
 stage's run, filled in when that run has completed, so lineage follows from the configs. A small watcher
 thread on top of the JobManager does the sequencing: each poll looks at the current stage's run and queues the
-next stage when it completed; a failed, cancelled or interrupted stage stops the pipeline with a message that
-names it. `resume` continues a stopped pipeline from its stopped stage.
+next stage when it completed (a full job queue refuses a new pipeline, but an accepted one's next stage waits
+for room); a failed, cancelled or interrupted stage stops the pipeline with a message that names it. `resume`
+continues a stopped pipeline from its stopped stage.
 
 Each pipeline is a JSON file, workspace/pipelines/<id>.json, rewritten atomically on every change, so a
 reloaded page or a restarted app shows it and goes on watching it (the JobManager re-attaches the training).
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_studio.config import STAGE_CONFIGS, ConfigError, JobConfig, config_errors, config_from_dict
-from rlhf_studio.jobs import JobManager
+from rlhf_studio.jobs import JobManager, QueueFull
 from rlhf_studio.models import BUNDLED_FOLDER, BUNDLED_MODEL, RUN_PREFIX, bundled_gguf_path
 from rlhf_studio.runs import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RESUMABLE_STATES, RunError, now_iso
 from rlhf_studio.workspace import Workspace, write_json_atomic
@@ -225,10 +226,12 @@ class PipelineRunner:
     # -- pipelines
 
     def start(self, name: str, configs: list[JobConfig]) -> Pipeline:
-        """Check every stage, save the pipeline and queue its first stage."""
+        """Check every stage, save the pipeline and queue its first stage; QueueFull (nothing saved) when
+        the job queue has no room for that stage."""
         errors = pipeline_errors(name, configs, self.workspace)
         if errors:
             raise ConfigError(errors)
+        self.jobs.check_room()
         pipeline = Pipeline(
             pipeline_id=f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}",
             name=name,
@@ -334,6 +337,10 @@ class PipelineRunner:
         try:
             config = linked_config(config_from_dict(stage.config), PIPELINES[pipeline.name][index], run_ids)
             stage.run_id = self.submit(config)
+        except QueueFull as error:  # the pipeline was accepted: its next stage waits for room, polled again
+            pipeline.message = f"Stage {index + 1} ({stage.stage}) waits to be queued. {error}"
+            save_pipeline(self.workspace, pipeline)
+            return
         except (ConfigError, RunError) as error:
             self._finish(pipeline, FAILED, f"Stage {index + 1} ({stage.stage}) could not start: {error}")
             return

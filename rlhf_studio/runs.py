@@ -38,6 +38,7 @@ METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_DIR = "model"
+DELETING_PREFIX = ".deleting-"  # a run being deleted: renamed out of sight first, then removed
 STOP_REQUEST_FILE = ".stop-requested"  # "stop" was asked for: whoever sees the process end reports cancelled
 
 QUEUED, RUNNING = "queued", "running"
@@ -283,16 +284,21 @@ def list_runs(workspace: Workspace) -> list[RunRow]:
 
 def delete_run(workspace: Workspace, run_id: str) -> None:
     """Remove one run's folder and nothing else; refuse while it is queued or running."""
+    shutil.rmtree(retire_run(workspace, run_id))
+
+
+def retire_run(workspace: Workspace, run_id: str) -> Path:
+    """Rename a run's folder to a hidden name, out of every listing and lookup, and return that path for
+    removal: a listing running meanwhile never sees a half-deleted run. Refused while it is active."""
     folder = run_dir(workspace, run_id)
     if not folder.is_dir():
         raise RunError(f"There is no run {run_id}.")
     status = read_status(folder)
     if status is not None and status.state in ACTIVE_STATES:
         raise RunError(f"Run {run_id} is {status.state}: stop it before deleting it.")
-    # rename first so that a listing running right now never sees a half-deleted folder
-    doomed = folder.with_name(f".deleting-{run_id}-{secrets.token_hex(2)}")
+    doomed = folder.with_name(f"{DELETING_PREFIX}{run_id}-{secrets.token_hex(2)}")
     os.replace(folder, doomed)
-    shutil.rmtree(doomed)
+    return doomed
 
 
 def lineage(workspace: Workspace, run_id: str) -> list[str]:

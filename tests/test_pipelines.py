@@ -77,6 +77,9 @@ class FakeJobs:
     def resume(self, run_id) -> None:
         update_status(run_dir(self.workspace, run_id), state=QUEUED, ended=None, message="")
 
+    def check_room(self) -> None:
+        """Never full: the queue's limit is tested in test_queue_limit.py."""
+
 
 def write_dataset(workspace, name: str, kind: str, rows: list[dict]) -> str:
     folder = workspace.datasets_dir / name

@@ -1,8 +1,9 @@
-"""NaN/Inf guard, atomic checkpoints, resume and graceful stop, on the tiny model."""
+"""NaN/Inf guard, atomic checkpoints and final model, resume and graceful stop, on the tiny model."""
 
 import os
 import shutil
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from transformers import TrainerCallback
 import rlhf_studio.training as training
 from rlhf_studio.config import SFTJobConfig
 from rlhf_studio.training import NonFiniteLossError, TrainingStopped, run_stage
+from rlhf_studio.training.common import replace_folder
 
 
 def with_extra(monkeypatch, make_callback) -> None:
@@ -102,3 +104,33 @@ def test_sigterm_during_training_stops_after_the_current_step(tiny_model_dir, wo
     assert max(row["step"] for row in read_metrics(run_dir)) == 3
     assert not (run_dir / "model").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_replacing_a_saved_model_never_leaves_it_half_deleted(tmp_path, monkeypatch):
+    target, complete = tmp_path / "model", tmp_path / ".model.partial"
+    for folder, content in ((target, "old"), (complete, "new")):
+        folder.mkdir()
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            (folder / name).write_text(content)
+    real_rmtree = shutil.rmtree
+
+    def killed_midway(path, ignore_errors=False):  # the process dies after removing one file
+        files = sorted(Path(path).iterdir()) if Path(path).is_dir() else []
+        if files:
+            files[0].unlink()
+            raise KeyboardInterrupt
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        replace_folder(complete, target)
+    assert {path.name: path.read_text() for path in target.iterdir()} == {
+        "config.json": "new",
+        "model.safetensors": "new",
+        "tokenizer.json": "new",
+    }
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    (tmp_path / ".model.partial").mkdir()
+    (tmp_path / ".model.partial" / "config.json").write_text("newer")
+    replace_folder(tmp_path / ".model.partial", target)  # the next save clears what the kill left aside
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]

@@ -273,6 +273,16 @@ def save_final_model(trainer, target: Path, start_source: str) -> None:
     state.wait_for_everyone()
     if state.is_main_process:
         (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle, and checkpoints keep it anyway
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(partial, target)
+        replace_folder(partial, target)
+
+
+def replace_folder(complete: Path, target: Path) -> None:
+    """Put the folder `complete` in place of `target`. An older target is renamed aside first and removed
+    after, so that a process killed at any moment leaves `target` complete (old or new) or absent, never
+    half-deleted; what a kill leaves aside is hidden, and removed by the next replace."""
+    retired = target.with_name(f".{target.name}.replaced")
+    shutil.rmtree(retired, ignore_errors=True)
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(complete, target)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -12,7 +12,6 @@ The frozen parts (reference, reward model, LoRA base) are loaded from their sour
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlhf_studio.training.callbacks import publish, published_steps
-from rlhf_studio.training.common import STAGING_DIR
+from rlhf_studio.training.common import STAGING_DIR, replace_folder
 from rlhf_studio.workspace import write_json_atomic
 
 TRAINABLE_FILE = "trainable.safetensors"
@@ -98,6 +97,4 @@ def publish_folder(target: Path, write) -> None:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     write(str(partial))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial, target)
+    replace_folder(partial, target)
