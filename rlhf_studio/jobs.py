@@ -98,8 +98,13 @@ def child_command(python: str, folder: Path, resume: bool) -> list[str]:
     return command + ["--resume"] if resume else command
 
 
+APP_SECRETS = ("RLHF_STUDIO_USERNAME", "RLHF_STUDIO_PASSWORD", "RLHF_STUDIO_USERS_FILE")  # the sign-in's
+
+
 def child_env(workspace: Workspace) -> dict[str, str]:
-    env = dict(os.environ, RLHF_STUDIO_HOME=str(workspace.root), PYTHONUNBUFFERED="1")
+    """The training child's environment: the app's, without the sign-in credentials it has no use for."""
+    env = {name: value for name, value in os.environ.items() if name not in APP_SECRETS}
+    env.update(RLHF_STUDIO_HOME=str(workspace.root), PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     return env
 

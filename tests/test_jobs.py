@@ -385,3 +385,14 @@ def test_cli_train_in_a_terminal_and_runs_stop_from_another(workspace, config_fi
     assert f"Run {folder.name}" in terminal.read_text()  # the terminal sees the log ...
     assert f"Run {folder.name}" in (folder / LOG_FILE).read_text()  # ... and so does train.log
     assert [path.name for path in workspace.runs_dir.iterdir()] == [folder.name]
+
+
+def test_training_children_do_not_inherit_the_sign_in_secrets(workspace, monkeypatch):
+    from rlhf_studio.jobs import child_env
+
+    monkeypatch.setenv("RLHF_STUDIO_PASSWORD", "s3cret")
+    monkeypatch.setenv("RLHF_STUDIO_USERS_FILE", "/etc/studio-users")
+    monkeypatch.setenv("HF_TOKEN", "hf_for_gated_models")  # training may need this one
+    env = child_env(workspace)
+    assert "RLHF_STUDIO_PASSWORD" not in env and "RLHF_STUDIO_USERS_FILE" not in env
+    assert env["HF_TOKEN"] == "hf_for_gated_models" and env["RLHF_STUDIO_HOME"] == str(workspace.root)

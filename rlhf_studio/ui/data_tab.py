@@ -20,6 +20,7 @@ from rlhf_studio.data import (
     stage_fit,
 )
 from rlhf_studio.data.preview import display_rows, token_lengths
+from rlhf_studio.data.problems import listed
 from rlhf_studio.models import BUNDLED_MODEL, default_model, load_tokenizer
 from rlhf_studio.plots import length_histogram
 from rlhf_studio.ui.errors import user_errors
@@ -157,9 +158,9 @@ def stage_table(report: DataReport) -> list[tuple[str, tuple[bool, str]]]:
 
 
 def columns_note(report: DataReport) -> str:
-    note = f"Columns found: {', '.join(report.columns) or 'none'}."
+    note = f"Columns found: {listed(report.columns) or 'none'}."
     if report.unused_columns:
-        note += f" Not used: {', '.join(report.unused_columns)}."
+        note += f" Not used: {listed(report.unused_columns)}."
     return note
 
 
