@@ -16,6 +16,9 @@ names.
 
 Every handler that starts, stops, resumes, deletes or exports also calls `require_login(request, action)`,
 so a call that reaches a handler without a signed-in user is refused there too.
+
+Requests that a browser sends from another site's page are refused before they reach Gradio
+(`SameOriginOnly`, below), and a local app without login answers only to this computer's names.
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import gradio as gr
 from fastapi import HTTPException
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rlhf_studio.workspace import on_space
 
@@ -219,3 +226,66 @@ def require_login(request: gr.Request | None, action: str) -> None:
         return
     if request is None or not getattr(request, "username", None):
         raise gr.Error(f"Sign in to {action}: this studio requires a login.")
+
+
+# -- requests from other sites
+
+
+def same_origin(origin: str, hosts: list[str]) -> bool:
+    """Whether `origin` (a browser's Origin header) is one of `hosts` (Host header values): same name and
+    port, a missing port being the origin scheme's default. "null" and anything not http(s) never are."""
+    parsed = urlsplit(origin)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return False
+    default = 443 if parsed.scheme == "https" else 80
+    try:
+        port = parsed.port or default
+        return any(
+            target.hostname == parsed.hostname and (target.port or default) == port
+            for target in (urlsplit(f"//{host.strip()}") for host in hosts if host.strip())
+        )
+    except ValueError:  # a port that is not a number
+        return False
+
+
+class SameOriginOnly:
+    """ASGI middleware: refuse requests a browser sent from another site's page; on a local app without a
+    login, also refuse requests addressed to a name that is not this computer's.
+
+    Browsers add `Origin` to every POST and to every cross-origin fetch. Gradio's CORS middleware decides only
+    whether the answer may be *read* (and echoes any origin, with credentials, when the Host is not
+    localhost, as on a Space), while the request itself still runs: a page on https://evil.example could
+    start training, upload files or delete runs in a studio its visitor has open on localhost or is signed in
+    to. So a request whose Origin is not the address it was sent to (its Host, or the X-Forwarded-Host a
+    proxy adds) is refused with 403, whatever the method; `Origin: null` (sandboxed frames, file:// pages)
+    too. Requests without Origin (curl, gradio_client, opening a link) pass: that is how browsers send
+    navigations and same-origin GETs, and other programs can reach the port anyway.
+
+    A DNS-rebinding page reaches 127.0.0.1 under its own name, so its Origin and Host agree; `local_names`
+    (the names of this computer) closes that on a local app without login, with 400 for any other Host.
+    """
+
+    def __init__(self, app: ASGIApp, local_names: frozenset[str] | None = None) -> None:
+        self.app = app
+        self.local_names = local_names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            hosts = [headers.get("host", ""), headers.get("x-forwarded-host", "").split(",")[0]]
+            origin = headers.get("origin")
+            refusal = None
+            if self.local_names is not None and urlsplit(f"//{hosts[0]}").hostname not in self.local_names:
+                refusal = PlainTextResponse(
+                    "Refused: this studio runs without a login and answers only to localhost and 127.0.0.1.",
+                    status_code=400,
+                )
+            elif origin is not None and not same_origin(origin, hosts):
+                refusal = PlainTextResponse(
+                    "Refused: a request from another site's page (its Origin is not this studio's address).",
+                    status_code=403,
+                )
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from rlhf_studio.chat import ModelCache
 from rlhf_studio.jobs import JobManager
 from rlhf_studio.monitor import MetricsReader
 from rlhf_studio.pipelines import PipelineRunner
-from rlhf_studio.ui.access import AccessPolicy, auth_options, login_required
+from rlhf_studio.ui.access import LOCAL_HOSTS, AccessPolicy, SameOriginOnly, auth_options, login_required
 from rlhf_studio.ui.chat_tab import build_chat_tab
 from rlhf_studio.ui.data_tab import build_data_tab
 from rlhf_studio.ui.eval_tab import build_eval_tab
@@ -62,7 +63,11 @@ def build_app(workspace: Workspace) -> gr.Blocks:
 
 def launch_options(host: str, port: int, max_upload_mb: int, access: AccessPolicy | None = None) -> dict:
     """Bound to localhost unless asked otherwise; uploads capped; errors shown as curated sentences only;
-    no share link; the throttled sign-in when the access policy asks for a login."""
+    no share link; the throttled sign-in when the access policy asks for a login; requests from other
+    sites' pages refused, and a local app without login answering only to this computer's names."""
+    local = host.strip().strip("[]").lower() in LOCAL_HOSTS
+    login = access is not None and access.login_required
+    origin_check = Middleware(SameOriginOnly, local_names=LOCAL_HOSTS if local and not login else None)
     return {
         "server_name": host,
         "server_port": port,
@@ -70,5 +75,12 @@ def launch_options(host: str, port: int, max_upload_mb: int, access: AccessPolic
         "show_error": False,
         "share": False,
         "theme": gr.themes.Soft(),
+        "app_kwargs": {"middleware": [origin_check]},
+        # The origin check compares the browser's Origin with the Host it reached: the browser must talk to
+        # this server, not to Gradio's Node renderer in front of it (GRADIO_SSR_MODE could turn it on).
+        "ssr_mode": False,
+        # Gradio's run history page and its /gradio_api/run-history routes (no login check; they use the
+        # operator's saved Hugging Face token for local callers, CVE-2026-134825 with SSR) are not needed.
+        "run_history": False,
         **(auth_options(access) if access else {}),
     }

@@ -7,6 +7,9 @@ section shows the run's own config and the accelerate lines from rlhf_studio.com
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -33,6 +36,20 @@ CLUSTER_NOTE = (
 
 def progress_reporter(progress: gr.Progress):
     return lambda fraction, text: progress(fraction, desc=text)
+
+
+def cached_download(archive: Path, component: gr.File) -> str:
+    """The zip as a file in Gradio's cache, the one folder it serves: a hard link (or a copy across disks) in
+    a folder of its own. Gradio refuses files outside the working directory and the temp folder (the
+    workspace on a Space's /data disk), and the workspace itself must never be served (no allowed_paths)."""
+    folder = Path(component.GRADIO_CACHE) / f"export-{secrets.token_hex(16)}"
+    folder.mkdir(parents=True)
+    target = folder / archive.name
+    try:
+        os.link(archive, target)
+    except OSError:
+        shutil.copyfile(archive, target)
+    return str(target)
 
 
 class ExportTab:
@@ -110,7 +127,7 @@ class ExportTab:
         folder = export_model(self.runner.workspace, run_id, progress=progress_reporter(progress))
         archive = zip_export(folder)
         return {
-            self.zip: gr.update(value=str(archive), visible=True),
+            self.zip: gr.update(value=cached_download(archive, self.zip), visible=True),
             self.message: f"Exported `{run_id}` to `{folder}`; download the zip above.",
             self.exported: {**exported, run_id: str(folder)},
         }
