@@ -23,13 +23,15 @@ SCORE_MAX_LENGTH = (
 SCORE_BATCH_SIZE = 3  # one batch for the panes of a round
 
 
-def load_reward_scorer(cache: ModelCache, spec: str, progress: Progress | None = None) -> RewardModelScorer:
+def load_reward_scorer(
+    cache: ModelCache, spec: str, progress: Progress | None = None, batch_size: int = SCORE_BATCH_SIZE
+) -> RewardModelScorer:
     """A scorer for the reward-model run `spec`; ModelError when it is not a sequence classifier."""
     reward_model = cache.load(spec, progress, head=REWARD)
     return RewardModelScorer(
         reward_model.entry.module,
         reward_model.tokenizer,
-        batch_size=SCORE_BATCH_SIZE,
+        batch_size=batch_size,
         max_length=SCORE_MAX_LENGTH,
         frozen=reward_model.active,  # holds the entry's lock while it scores
     )

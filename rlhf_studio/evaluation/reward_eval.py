@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from rlhf_studio.chat.cache import ModelCache
+from rlhf_studio.chat.reward import load_reward_scorer
 from rlhf_studio.data import load_split, read_manifest
 from rlhf_studio.evaluation.specs import EvaluationError, as_spec
 from rlhf_studio.evaluation.stats import (
@@ -24,11 +25,9 @@ from rlhf_studio.evaluation.stats import (
     wilson_interval,
 )
 from rlhf_studio.models import ModelError, Progress
-from rlhf_studio.training.common import REWARD
 from rlhf_studio.training.ppo_rollout import Responses, RewardModelScorer
 
 SCORE_BATCH_SIZE = 16
-SCORE_MAX_LENGTH = 2048  # above the reward stage's default max_length (512): replies are read whole
 SPLITS = ("eval", "train", "all")
 EXAMPLES_KEPT = 5  # the worst-judged pairs kept in the result, to read
 
@@ -82,15 +81,8 @@ def as_prompt_and_reply(prompt, completion) -> tuple[str | list[dict], str]:
 
 
 def load_judge(cache: ModelCache, spec: str, progress: Progress | None = None) -> RewardModelScorer:
-    """A scorer for reward model `spec`, loaded through the shared cache."""
-    reward_model = cache.load(spec, progress, head=REWARD)
-    return RewardModelScorer(
-        reward_model.entry.module,
-        reward_model.tokenizer,
-        batch_size=SCORE_BATCH_SIZE,
-        max_length=SCORE_MAX_LENGTH,
-        frozen=reward_model.active,
-    )
+    """A scorer for reward model `spec`, loaded through the shared cache, in batches of SCORE_BATCH_SIZE."""
+    return load_reward_scorer(cache, spec, progress, batch_size=SCORE_BATCH_SIZE)
 
 
 def score_pairs(scorer: RewardModelScorer, pairs: list[tuple]) -> list[float]:
