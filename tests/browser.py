@@ -102,3 +102,19 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def stop_leftover_runs(root: Path) -> None:
+    """Trainings are separate processes that outlive the app: end any a test left queued or running."""
+    from rlhf_studio.runs import ACTIVE_STATES, RunError, read_status
+    from rlhf_studio.training_cli import stop_detached
+    from rlhf_studio.workspace import Workspace
+
+    workspace = Workspace.at(root)
+    for folder in workspace.runs_dir.iterdir():
+        status = read_status(folder)
+        if status is not None and status.state in ACTIVE_STATES:
+            try:
+                stop_detached(workspace, status.run_id)
+            except RunError:
+                pass

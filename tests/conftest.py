@@ -28,6 +28,16 @@ def known_reward_dir(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def stand_in(tmp_path) -> str:
+    """A stand-in for the training's python: takes its arguments (the run folder is the 6th) and prints a step
+    every 0.05 s until RUN/release exists. JobManager(workspace, python=stand_in) queues without training."""
+    script = tmp_path / "stand-in-python"
+    script.write_text('#!/bin/sh\nwhile [ ! -e "$6/release" ]; do echo step; sleep 0.05; done\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Workspace:
     """An empty workspace; child processes find it through RLHF_STUDIO_HOME. The training lock is the test's
     own, so that tests never wait for a training the developer runs on the same machine."""

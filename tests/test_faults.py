@@ -27,9 +27,10 @@ from pathlib import Path
 import pytest
 from browser import chromium_page, needs_chromium, running_studio
 from test_jobs import FINISH_SECONDS, group_members, training_steps, wait_until
+from test_ppo_runner import tiny_ppo_job
 from test_training_common import SFT_ROWS, add_dataset, tiny_config
 
-from rlhf_studio.config import LoraSettings, PPOJobConfig, SFTJobConfig, save_config
+from rlhf_studio.config import PPOJobConfig, SFTJobConfig, save_config
 from rlhf_studio.data import import_dataset
 from rlhf_studio.jobs import JobManager
 from rlhf_studio.runs import (
@@ -207,18 +208,7 @@ def test_a_fault_after_a_checkpoint_fails_truthfully_and_the_checkpoint_resumes(
 def ppo_config(workspace, model_dir: Path, reward_dir: Path, **overrides) -> PPOJobConfig:
     if not (workspace.datasets_dir / "prompts").exists():
         import_dataset(workspace, "assets/demo/prompts.jsonl", "prompts", eval_fraction=0.0)
-    values = dict(
-        model=str(model_dir),
-        reward_model=str(reward_dir),
-        dataset="prompts",
-        response_length=6,
-        per_device_train_batch_size=2,
-        num_mini_batches=1,
-        max_length=64,
-        sample_steps=1,
-        lora=LoraSettings(enabled=True, r=4, alpha=8),
-    )
-    return PPOJobConfig(**{**values, **overrides})
+    return tiny_ppo_job(model_dir, reward_dir, **overrides)
 
 
 @pytest.mark.slow

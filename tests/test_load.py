@@ -23,14 +23,21 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, REPO, needs_chromium, running_studio, screenshot
+from browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REPO,
+    needs_chromium,
+    running_studio,
+    screenshot,
+    stop_leftover_runs,
+)
 from playwright.sync_api import expect
 from test_security import chat_round, replies
 from tiny_model import build_tiny_model_dir
 
 from rlhf_studio.data import import_dataset
-from rlhf_studio.runs import ACTIVE_STATES, COMPLETED, QUEUED, RUNNING, RunError, read_status
-from rlhf_studio.training_cli import stop_detached
+from rlhf_studio.runs import ACTIVE_STATES, COMPLETED, QUEUED, RUNNING, read_status
 from rlhf_studio.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, needs_chromium]
@@ -52,14 +59,8 @@ def studio(tmp_path_factory, tiny_model_dir):
     try:
         with running_studio(root, env={"RLHF_STUDIO_DEFAULT_MODEL": str(tiny_model_dir)}) as url:
             yield url, root, [str(tiny_model_dir), str(other)]
-    finally:  # trainings are separate processes that outlive the app: end what a test left running
-        for folder in workspace.runs_dir.iterdir():
-            status = read_status(folder)
-            if status is not None and status.state in ACTIVE_STATES:
-                try:
-                    stop_detached(workspace, status.run_id)
-                except RunError:
-                    pass
+    finally:
+        stop_leftover_runs(workspace.root)
 
 
 def run_states(root: Path) -> dict[str, str]:

@@ -20,25 +20,29 @@ from rlhf_studio.runs import CANCELLED, COMPLETED, FAILED, MODEL_DIR, newest_che
 LONG_RUN = 100_000  # steps
 
 
+def tiny_ppo_job(model_dir, reward_dir, **overrides) -> PPOJobConfig:
+    """A PPO job on the tiny models and the "prompts" dataset that runs a step in seconds (LoRA, 6 tokens)."""
+    values = dict(
+        model=str(model_dir),
+        reward_model=str(reward_dir),
+        dataset="prompts",
+        response_length=6,
+        per_device_train_batch_size=2,
+        num_mini_batches=1,
+        max_length=64,
+        sample_steps=1,
+        lora=LoraSettings(enabled=True, r=4, alpha=8),
+    )
+    return PPOJobConfig(**{**values, **overrides})
+
+
 @pytest.fixture
 def config(workspace, tiny_model_dir, tiny_reward_dir):
     import_dataset(workspace, "assets/demo/prompts.jsonl", "prompts", eval_fraction=0.0)
 
     def make(**overrides) -> PPOJobConfig:
-        values = dict(
-            model=str(tiny_model_dir),
-            reward_model=str(tiny_reward_dir),
-            dataset="prompts",
-            max_steps=2,
-            response_length=6,
-            per_device_train_batch_size=2,
-            num_mini_batches=1,
-            max_length=64,
-            save_steps=1000,
-            sample_steps=1,
-            lora=LoraSettings(enabled=True, r=4, alpha=8),
-        )
-        return PPOJobConfig(**{**values, **overrides})
+        settings = {"max_steps": 2, "save_steps": 1000, **overrides}
+        return tiny_ppo_job(tiny_model_dir, tiny_reward_dir, **settings)
 
     return make
 

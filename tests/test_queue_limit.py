@@ -30,15 +30,6 @@ FULL = (
 
 
 @pytest.fixture
-def stand_in(tmp_path) -> str:
-    """An executable taking the training's arguments (RUN is the 6th) that runs until RUN/release exists."""
-    script = tmp_path / "stand-in-python"
-    script.write_text('#!/bin/sh\nwhile [ ! -e "$6/release" ]; do echo step; sleep 0.1; done\n')
-    script.chmod(0o755)
-    return str(script)
-
-
-@pytest.fixture
 def sft(workspace, tiny_model_dir):
     dataset = add_dataset(workspace, "sft-rows", SFT_ROWS)
     return lambda **overrides: tiny_config(SFTJobConfig, tiny_model_dir, dataset, **overrides)

@@ -52,14 +52,6 @@ for _ in range(count):
 SUFFIXES = 128  # instead of 65536: many runs made in one second must collide and pick again
 
 
-@pytest.fixture
-def stand_in(tmp_path) -> str:
-    script = tmp_path / "stand-in-python"
-    script.write_text('#!/bin/sh\nwhile [ ! -e "$6/release" ]; do echo step; sleep 0.05; done\n')
-    script.chmod(0o755)
-    return str(script)
-
-
 def finished_run(workspace, run_id: str) -> Path:
     """A completed run with a model and a checkpoint, under the given id."""
     folder = workspace.runs_dir / run_id

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from browser import REPO, chromium_page, needs_chromium, running_studio, screenshot
+from browser import REPO, chromium_page, needs_chromium, running_studio, screenshot, stop_leftover_runs
 from playwright.sync_api import expect
 
 from rlhf_studio.commands import gpu_count
@@ -24,18 +24,15 @@ from rlhf_studio.jobs import JobManager
 from rlhf_studio.monitor import MetricsReader
 from rlhf_studio.pipelines import PipelineRunner
 from rlhf_studio.runs import (
-    ACTIVE_STATES,
     CANCELLED,
     COMPLETED,
     RUNNING,
-    RunError,
     create_run,
     finish_status,
     read_status,
     run_dir,
     update_status,
 )
-from rlhf_studio.training_cli import stop_detached
 from rlhf_studio.ui.monitor_tab import MonitorTab
 from rlhf_studio.ui.monitor_view import chart_metrics, samples_frame, warnings_html
 from rlhf_studio.ui.settings_form import NO_CUDA, SettingsForm, nest
@@ -52,15 +49,8 @@ def studio(tmp_path_factory, tiny_model_dir):
     try:
         with running_studio(root, env={"RLHF_STUDIO_DEFAULT_MODEL": str(tiny_model_dir)}) as url:
             yield url, root
-    finally:  # trainings are separate processes that outlive the app: end any a failed test left behind
-        workspace = Workspace.at(root)
-        for folder in workspace.runs_dir.iterdir():
-            status = read_status(folder)
-            if status is not None and status.state in ACTIVE_STATES:
-                try:
-                    stop_detached(workspace, status.run_id)
-                except RunError:
-                    pass
+    finally:
+        stop_leftover_runs(root)
 
 
 def run_ids(root: Path) -> set[str]:
