@@ -16,8 +16,8 @@ import torch
 
 from rlhf_studio.chat.cache import ModelCache
 from rlhf_studio.chat.reward import load_reward_scorer
-from rlhf_studio.data import load_split, read_manifest
-from rlhf_studio.evaluation.specs import EvaluationError, as_spec
+from rlhf_studio.data import read_manifest
+from rlhf_studio.evaluation.specs import EvaluationError, as_spec, split_rows
 from rlhf_studio.evaluation.stats import (
     CalibrationBin,
     calibration,
@@ -28,7 +28,6 @@ from rlhf_studio.models import ModelError, Progress
 from rlhf_studio.training.ppo_rollout import Responses, RewardModelScorer
 
 SCORE_BATCH_SIZE = 16
-SPLITS = ("eval", "train", "all")
 EXAMPLES_KEPT = 5  # the worst-judged pairs kept in the result, to read
 
 
@@ -54,16 +53,13 @@ class RewardModelEval:
 
 def preference_pairs(cache: ModelCache, dataset: str, split: str) -> list[dict]:
     """The prompt/chosen/rejected rows of a stored preference dataset's split ("all": both)."""
-    if split not in SPLITS:
-        raise EvaluationError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     manifest = read_manifest(cache.workspace, dataset)
     if manifest.kind != "preference":
         raise EvaluationError(
             f"{dataset} holds {manifest.kind} rows; a reward model is evaluated on preference pairs "
             "(prompt, chosen, rejected)."
         )
-    splits = ("train", "eval") if split == "all" else (split,)
-    rows = [row for name in splits for row in load_split(cache.workspace, dataset, name)]
+    rows = split_rows(cache.workspace, dataset, split)
     if not rows:
         hint = " (it was imported without a held-out split; use --split all)" if split == "eval" else ""
         raise EvaluationError(f"{dataset} has no {split} rows{hint}.")

@@ -8,11 +8,13 @@ root_model(workspace, "run:…-ppo-ed2e")            # the bundled model: what "
 from __future__ import annotations
 
 from rlhf_studio.config import load_config
+from rlhf_studio.data import load_split
 from rlhf_studio.models import RUN_PREFIX
 from rlhf_studio.runs import COMPLETED, RUN_ID, read_status, run_dir
 from rlhf_studio.workspace import Workspace
 
 BASE = "base"  # baseline: the model at the root of the candidate's lineage
+SPLITS = ("eval", "train", "all")  # of a stored dataset; all = train + eval
 
 
 class EvaluationError(ValueError):
@@ -50,3 +52,11 @@ def root_model(workspace: Workspace, spec: str) -> str:
         seen.add(spec)
         spec = parent
     return spec
+
+
+def split_rows(workspace: Workspace, dataset: str, split: str) -> list[dict]:
+    """The normalized rows of a stored dataset's split ("all": train then eval)."""
+    if split not in SPLITS:
+        raise EvaluationError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    names = ("train", "eval") if split == "all" else (split,)
+    return [row for name in names for row in load_split(workspace, dataset, name)]

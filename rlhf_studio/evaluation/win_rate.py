@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from rlhf_studio.chat.cache import LoadedModel, ModelCache
-from rlhf_studio.data import extract_prompts, load_split, read_manifest
+from rlhf_studio.data import extract_prompts, read_manifest
 from rlhf_studio.evaluation.reward_eval import load_judge, score_pairs
 from rlhf_studio.evaluation.settings import WinRateSettings
-from rlhf_studio.evaluation.specs import BASE, EvaluationError, as_spec, root_model, started_from
+from rlhf_studio.evaluation.specs import BASE, EvaluationError, as_spec, root_model, split_rows, started_from
 from rlhf_studio.evaluation.stats import correlation, judge, win_rate
 from rlhf_studio.models import ModelError, Progress
 from rlhf_studio.training.ppo import eos_token_ids
@@ -79,8 +79,7 @@ class WinRateEval:
 def eval_prompts(workspace: Workspace, dataset: str, split: str) -> list:
     """Distinct prompts of a stored dataset of any kind but plain text."""
     read_manifest(workspace, dataset)  # DataError with a sentence when it does not exist
-    splits = ("train", "eval") if split == "all" else (split,)
-    rows = [row for name in splits for row in load_split(workspace, dataset, name)]
+    rows = split_rows(workspace, dataset, split)
     prompts = [row["prompt"] for row in extract_prompts(rows)]
     if not prompts:
         raise EvaluationError(f"{dataset} ({split}) has no prompts to evaluate on.")
