@@ -28,6 +28,10 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 REPO = Path(__file__).resolve().parent.parent
 
+# What a page shows after a server round trip (a tab's refresh, a picker filled in) can take well over
+# Playwright's default 5 s on a busy 2-core machine; a check that must fail still fails, only later.
+EXPECT_TIMEOUT_MS = 30_000
+
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
 
 
@@ -83,10 +87,17 @@ def wait_for_http(url: str, process: subprocess.Popen, log_path: Path, timeout: 
     raise RuntimeError(f"app did not answer within {timeout} s:\n{log_path.read_text()[-3000:]}")
 
 
+def patient_expect() -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+
+
 @contextmanager
 def chromium_page():
     from playwright.sync_api import sync_playwright
 
+    patient_expect()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -28,6 +28,7 @@ from browser import (
     CHROMIUM_ARGS,
     REPO,
     needs_chromium,
+    patient_expect,
     running_studio,
     screenshot,
     stop_leftover_runs,
@@ -107,6 +108,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
+        patient_expect()
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield browser
