@@ -22,9 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rlhf_studio.config import STAGE_CONFIGS, save_config  # noqa: E402
+from rlhf_studio.config import save_config  # noqa: E402
 from rlhf_studio.data import import_dataset, list_datasets  # noqa: E402
-from rlhf_studio.runs import create_run_dir  # noqa: E402
+from rlhf_studio.runner.runs import create_run_dir  # noqa: E402
+from rlhf_studio.stages import get_stage  # noqa: E402
 from rlhf_studio.workspace import Workspace  # noqa: E402
 
 DATASETS = {"sft": "demo-sft", "rm": "demo-preference", "dpo": "demo-preference", "ppo": "demo-prompts"}
@@ -52,7 +53,7 @@ def run_stage(workspace: Workspace, stage: str, links: dict[str, str]) -> tuple[
         values["model"] = f"run:{links['sft']}"
     if stage == "ppo":
         values["reward_model"] = f"run:{links['rm']}"
-    config = STAGE_CONFIGS[stage](**values)
+    config = get_stage(stage).config(**values)
     run_id, folder = create_run_dir(workspace, stage)
     save_config(config, folder / "config.yaml")
     started = time.perf_counter()

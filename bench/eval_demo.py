@@ -24,11 +24,11 @@ sys.path.insert(0, str(REPO))
 from demo_defaults import EVAL_PROMPTS, import_demo  # noqa: E402
 
 from rlhf_studio.chat import ModelCache  # noqa: E402
-from rlhf_studio.config import load_config  # noqa: E402
 from rlhf_studio.evaluation.reward_eval import evaluate_reward_model  # noqa: E402
 from rlhf_studio.evaluation.store import save_eval  # noqa: E402
 from rlhf_studio.evaluation.win_rate import evaluate_win_rate  # noqa: E402
-from rlhf_studio.runs import read_status, run_dir  # noqa: E402
+from rlhf_studio.runner.runs import read_status, run_dir  # noqa: E402
+from rlhf_studio.stages import load_config  # noqa: E402
 from rlhf_studio.workspace import Workspace  # noqa: E402
 
 

@@ -26,8 +26,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rlhf_studio.config import STAGE_CONFIGS, JobConfig, load_config, save_config  # noqa: E402
+from rlhf_studio.config import JobConfig, save_config  # noqa: E402
 from rlhf_studio.models import BUNDLED_MODEL, ensure_bundled_model  # noqa: E402
+from rlhf_studio.stages import (  # noqa: E402
+    get_stage,
+    load_config,  # noqa: E402
+    stage_names,
+)
 from rlhf_studio.workspace import Workspace  # noqa: E402
 
 DEMO = {"sft": ("bench-sft", "sft.jsonl"), "rm": ("bench-preference", "preference.jsonl")}
@@ -113,7 +118,7 @@ def prepare(workspace: Workspace, stage: str, steps: int, folder: Path) -> Path:
     name, file = DEMO[stage]
     if not (workspace.datasets_dir / name / "manifest.json").is_file():
         import_dataset(workspace, REPO / "assets" / "demo" / file, name)
-    config: JobConfig = STAGE_CONFIGS[stage](
+    config: JobConfig = get_stage(stage).config(
         model=BUNDLED_MODEL, dataset=name, max_steps=steps, seed=0, use_eval_split=False
     )
     path = folder / f"{stage}.yaml"
@@ -177,7 +182,7 @@ def compare(stage: str, config_path: Path, rounds: int, folder: Path, env: dict)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", nargs="+", default=["dpo", "sft"], choices=sorted(STAGE_CONFIGS))
+    parser.add_argument("--stages", nargs="+", default=["dpo", "sft"], choices=sorted(stage_names()))
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(

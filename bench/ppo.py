@@ -117,9 +117,10 @@ def bench_prompts(count: int) -> list[str]:
 
 
 def run_studio(args, policy: Path, reward: Path, scratch: Path) -> dict:
-    from rlhf_studio.config import LoraSettings, PPOJobConfig
+    from rlhf_studio.config import LoraSettings
     from rlhf_studio.data import import_dataset
-    from rlhf_studio.training.ppo import PPOTrainer
+    from rlhf_studio.stages.ppo import PPOJobConfig
+    from rlhf_studio.training.ppo.loop import PPOTrainer
     from rlhf_studio.workspace import Workspace
 
     workspace = Workspace.at(scratch / "workspace")

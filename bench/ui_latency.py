@@ -36,13 +36,13 @@ sys.path.insert(0, str(REPO))
 
 import gradio as gr  # noqa: E402
 
-from rlhf_studio.config import DPOJobConfig  # noqa: E402
 from rlhf_studio.data import import_dataset  # noqa: E402
-from rlhf_studio.jobs import JobManager  # noqa: E402
 from rlhf_studio.models import BUNDLED_FOLDER, BUNDLED_MODEL, ensure_bundled_model  # noqa: E402
-from rlhf_studio.monitor import MetricsReader  # noqa: E402
-from rlhf_studio.pipelines import PipelineRunner  # noqa: E402
-from rlhf_studio.runs import COMPLETED, RUNNING, create_run, finish_status, run_dir, update_status  # noqa: E402
+from rlhf_studio.runner.jobs import JobManager  # noqa: E402
+from rlhf_studio.runner.monitor import MetricsReader  # noqa: E402
+from rlhf_studio.runner.pipelines import PipelineRunner  # noqa: E402
+from rlhf_studio.runner.runs import COMPLETED, RUNNING, create_run, finish_status, run_dir, update_status  # noqa: E402
+from rlhf_studio.stages.dpo import DPOJobConfig  # noqa: E402
 from rlhf_studio.ui.monitor_tab import MonitorTab  # noqa: E402
 from rlhf_studio.ui.monitor_view import FigureCache  # noqa: E402
 from rlhf_studio.workspace import Workspace  # noqa: E402

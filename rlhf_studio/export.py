@@ -31,7 +31,7 @@ from rlhf_studio.models import (
     Progress,
     load_tokenizer,
 )
-from rlhf_studio.runs import (
+from rlhf_studio.runner.runs import (
     COMPLETED,
     MODEL_DIR,
     RunError,
@@ -41,11 +41,11 @@ from rlhf_studio.runs import (
     read_status,
     run_dir,
 )
+from rlhf_studio.stages import stage_label
 from rlhf_studio.workspace import Workspace
 
 EXPORT_DIR = "export"  # inside the run folder: export/<run id>/ and export/<run id>.zip
 HUB_URL = "https://huggingface.co"
-STAGE_NAMES = {"sft": "SFT", "rm": "reward model", "dpo": "DPO", "ppo": "PPO"}
 
 
 class ExportError(ValueError):
@@ -144,7 +144,7 @@ def base_model(workspace: Workspace, run_id: str) -> str:
 
 def model_card(workspace: Workspace, status: RunStatus, base: str, reward: bool) -> str:
     """README.md: front matter for the Hub, then what the model is, where it came from and how to load it."""
-    stage = STAGE_NAMES.get(status.stage, status.stage)
+    stage = stage_label(status.stage)
     hub_base = BUNDLED_HUB_ID if base == BUNDLED_MODEL else base if HUB_ID.match(base) else None
     front = ["---", "library_name: transformers", "tags:", "- rlhf-studio", f"- {status.stage}"]
     front += [f"base_model: {hub_base}"] if hub_base else []

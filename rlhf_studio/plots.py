@@ -22,30 +22,6 @@ def length_histogram(lengths_by_field: dict[str, list[int]], unit: str = "tokens
     return figure
 
 
-# Charts the Monitor tab shows first for each stage; any other logged metric can be added by name.
-STAGE_CHARTS = {
-    "sft": ["loss", "eval_loss", "mean_token_accuracy", "learning_rate"],
-    "rm": ["loss", "eval_accuracy", "eval_margin", "accuracy", "margin"],
-    "dpo": [
-        "loss",
-        "rewards/chosen",
-        "rewards/rejected",
-        "rewards/margins",
-        "rewards/accuracies",
-        "eval_rewards/accuracies",
-    ],
-    "ppo": [
-        "objective/scores",
-        "objective/kl",
-        "objective/rlhf_reward",
-        "objective/entropy",
-        "policy/clipfrac",
-        "loss/value",
-        "beta",
-    ],
-}
-
-
 def metric_figure(
     curves: dict[str, tuple[list[float], list[float]]], metric: str, x_title: str = "step"
 ) -> go.Figure:

@@ -117,8 +117,8 @@ def screenshot(page, name: str) -> Path:
 
 def stop_leftover_runs(root: Path) -> None:
     """Trainings are separate processes that outlive the app: end any a test left queued or running."""
-    from rlhf_studio.runs import ACTIVE_STATES, RunError, read_status
-    from rlhf_studio.training_cli import stop_detached
+    from rlhf_studio.runner.processes import stop_detached
+    from rlhf_studio.runner.runs import ACTIVE_STATES, RunError, read_status
     from rlhf_studio.workspace import Workspace
 
     workspace = Workspace.at(root)

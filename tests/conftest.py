@@ -63,7 +63,7 @@ def tiny_reward_dir(tiny_model_dir, tmp_path_factory) -> Path:
 @pytest.fixture
 def manager(workspace):
     """A job runner on the test's workspace, shut down afterwards."""
-    from rlhf_studio.jobs import JobManager
+    from rlhf_studio.runner.jobs import JobManager
 
     manager = JobManager(workspace)
     yield manager

@@ -21,17 +21,18 @@ from rlhf_studio.chat import (
     export_dataset,
 )
 from rlhf_studio.chat.votes import decisive_pairs, tied_pairs
-from rlhf_studio.config import DPOJobConfig, RewardJobConfig, validate
 from rlhf_studio.data import (
     DataError,
     check_file,
     import_dataset,
     list_datasets,
     load_split_dataset,
-    stage_fit,
 )
+from rlhf_studio.stages import stage_fit, validate
+from rlhf_studio.stages.dpo import DPOJobConfig
+from rlhf_studio.stages.reward import RewardJobConfig
 from rlhf_studio.training import run_stage
-from rlhf_studio.training.ppo_rollout import Responses, RewardModelScorer
+from rlhf_studio.training.ppo.rollout import Responses, RewardModelScorer
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@
 import shlex
 from pathlib import Path
 
-from rlhf_studio.__main__ import build_parser
-from rlhf_studio.commands import command_text, config_file_name, shell_lines
-from rlhf_studio.config import DPOJobConfig, SFTJobConfig, config_from_dict, load_config
-from rlhf_studio.training_cli import train_command
+from rlhf_studio.cli import build_parser
+from rlhf_studio.cli.train import train_command
+from rlhf_studio.runner.commands import command_text, config_file_name, shell_lines
+from rlhf_studio.stages import config_from_dict, load_config
+from rlhf_studio.stages.dpo import DPOJobConfig
+from rlhf_studio.stages.sft import SFTJobConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,27 +4,27 @@ import pytest
 import torch
 import yaml
 
-from rlhf_studio.config import (
-    STAGE_CONFIGS,
-    ConfigError,
-    DPOJobConfig,
-    PPOJobConfig,
-    RewardJobConfig,
-    SFTJobConfig,
+from rlhf_studio.config import ConfigError, field_help, save_config
+from rlhf_studio.data import import_dataset
+from rlhf_studio.stages import (
+    all_stages,
     config_errors,
     config_from_dict,
-    field_help,
+    get_stage,
     load_config,
-    save_config,
+    stage_names,
     validate,
 )
-from rlhf_studio.data import import_dataset
+from rlhf_studio.stages.dpo import DPOJobConfig
+from rlhf_studio.stages.ppo import PPOJobConfig
+from rlhf_studio.stages.reward import RewardJobConfig
+from rlhf_studio.stages.sft import SFTJobConfig
 
 
-@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+@pytest.mark.parametrize("stage", sorted(stage_names()))
 def test_every_stage_default_is_valid_and_round_trips_through_yaml(stage, tmp_path):
     required = {"ppo": {"reward_model": "run:20261122-141501-rm-3f2a"}}.get(stage, {})
-    config = STAGE_CONFIGS[stage](dataset="demo", **required)
+    config = get_stage(stage).config(dataset="demo", **required)
     assert config.stage == stage and config_errors(config) == []
     save_config(config, tmp_path / "job.yaml")
     assert load_config(tmp_path / "job.yaml") == config
@@ -149,7 +149,7 @@ def test_workspace_checks_find_missing_and_mismatched_data_and_models(workspace,
 
 
 def test_every_field_has_help():
-    for config_class in STAGE_CONFIGS.values():
+    for config_class in (stage.config for stage in all_stages()):
         helps = field_help(config_class)
         names = {item.name for item in dataclasses.fields(config_class)} | {
             f"lora.{item.name}" for item in dataclasses.fields(config_class().lora)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlhf_studio.__main__ import main
+from rlhf_studio.cli import main
 from rlhf_studio.data import check_file
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_studio.__main__ import main
+from rlhf_studio.cli import main
 from rlhf_studio.data import check_file
 
 BAD = Path(__file__).parent / "data" / "bad"

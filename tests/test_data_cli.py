@@ -1,7 +1,7 @@
 """`data check` and `data import`: exit codes, text and --json output.
 
 Runs `python -m rlhf_studio data ...` in a subprocess once rlhf_studio/__main__.py exists, else calls
-`rlhf_studio.data.cli.main` in-process with the same arguments.
+`rlhf_studio.cli.data.main` in-process with the same arguments.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import rlhf_studio
-from rlhf_studio.data.cli import main
+from rlhf_studio.cli.data import main
 
 REPO_ROOT = Path(rlhf_studio.__file__).parent.parent
 HAS_MAIN = (REPO_ROOT / "rlhf_studio" / "__main__.py").exists()

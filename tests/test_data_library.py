@@ -16,9 +16,9 @@ from rlhf_studio.data import (
     load_split,
     load_split_dataset,
     read_manifest,
-    stage_fit,
     unpair_rows,
 )
+from rlhf_studio.stages import stage_fit
 
 
 def write_jsonl(folder, records, name="data.jsonl"):

@@ -9,9 +9,8 @@ import shutil
 import pytest
 import torch
 
-from rlhf_studio.__main__ import main
 from rlhf_studio.chat import ModelCache
-from rlhf_studio.config import RewardJobConfig, SFTJobConfig
+from rlhf_studio.cli import main
 from rlhf_studio.data import import_dataset
 from rlhf_studio.evaluation.report import card_markdown, comparison_rows, report_card, rows_csv
 from rlhf_studio.evaluation.reward_eval import evaluate_reward_model
@@ -20,7 +19,7 @@ from rlhf_studio.evaluation.specs import EvaluationError
 from rlhf_studio.evaluation.stats import calibration, judge, sigmoid, wilson_interval, win_rate
 from rlhf_studio.evaluation.store import latest_evals, save_eval
 from rlhf_studio.evaluation.win_rate import Generated, evaluate_win_rate, summarise
-from rlhf_studio.runs import (
+from rlhf_studio.runner.runs import (
     COMPLETED,
     METRICS_FILE,
     RUNNING,
@@ -29,6 +28,8 @@ from rlhf_studio.runs import (
     run_dir,
     update_status,
 )
+from rlhf_studio.stages.reward import RewardJobConfig
+from rlhf_studio.stages.sft import SFTJobConfig
 
 # ---------------------------------------------------------------- arithmetic on fixed judgements
 

@@ -10,10 +10,12 @@ import torch
 from test_chat_cache import chained_lora_run
 from test_chat_engine import full_run, lora_run
 
-from rlhf_studio.__main__ import main
-from rlhf_studio.config import DPOJobConfig, RewardJobConfig, SFTJobConfig
+from rlhf_studio.cli import main
 from rlhf_studio.export import ExportError, export_model, push_to_hub, zip_export
-from rlhf_studio.runs import COMPLETED, RUNNING, init_run_folder, now_iso, update_status
+from rlhf_studio.runner.runs import COMPLETED, RUNNING, init_run_folder, now_iso, update_status
+from rlhf_studio.stages.dpo import DPOJobConfig
+from rlhf_studio.stages.reward import RewardJobConfig
+from rlhf_studio.stages.sft import SFTJobConfig
 
 IDS = torch.tensor([[5, 17, 42, 8, 99, 3]])
 

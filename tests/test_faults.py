@@ -30,10 +30,11 @@ from test_jobs import FINISH_SECONDS, group_members, training_steps, wait_until
 from test_ppo_runner import tiny_ppo_job
 from test_training_common import SFT_ROWS, add_dataset, tiny_config
 
-from rlhf_studio.config import PPOJobConfig, SFTJobConfig, save_config
+from rlhf_studio.config import save_config
 from rlhf_studio.data import import_dataset
-from rlhf_studio.jobs import JobManager
-from rlhf_studio.runs import (
+from rlhf_studio.runner.child import training_lock
+from rlhf_studio.runner.jobs import JobManager
+from rlhf_studio.runner.runs import (
     ACTIVE_STATES,
     CANCELLED,
     CHECKPOINTS_DIR,
@@ -48,8 +49,9 @@ from rlhf_studio.runs import (
     read_status,
     run_dir,
 )
+from rlhf_studio.stages.ppo import PPOJobConfig
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.training.common import STAGING_DIR
-from rlhf_studio.training_cli import training_lock
 from rlhf_studio.workspace import Workspace, write_json_atomic
 
 FAULT_SITE = Path(__file__).resolve().parent / "fault_injection"
@@ -263,8 +265,8 @@ def test_stop_inside_a_phase_ends_the_whole_group(
 
 APP_STAND_IN = """
 import sys, time
-from rlhf_studio.config import load_config
-from rlhf_studio.jobs import JobManager
+from rlhf_studio.stages import load_config
+from rlhf_studio.runner.jobs import JobManager
 from rlhf_studio.workspace import Workspace
 manager = JobManager(Workspace.from_env())
 for path in sys.argv[1:]:

@@ -18,9 +18,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlhf_studio.config import ConfigError, load_config
-from rlhf_studio.jobs import JobManager
-from rlhf_studio.runs import (
+from rlhf_studio.config import ConfigError
+from rlhf_studio.runner.child import (
+    TRAINING_LOCK_ENV,
+    describe_failure,
+    training_lock,
+    training_lock_path,
+)
+from rlhf_studio.runner.jobs import JobManager
+from rlhf_studio.runner.processes import GRACE_SECONDS
+from rlhf_studio.runner.runs import (
     CANCELLED,
     COMPLETED,
     CONFIG_FILE,
@@ -40,13 +47,7 @@ from rlhf_studio.runs import (
     run_dir,
     write_status,
 )
-from rlhf_studio.training_cli import (
-    GRACE_SECONDS,
-    TRAINING_LOCK_ENV,
-    describe_failure,
-    training_lock,
-    training_lock_path,
-)
+from rlhf_studio.stages import load_config
 
 LONG_RUN = 100_000  # steps
 FINISH_SECONDS = 240  # generous: CI machines with 2 cores run these side by side with other tests
@@ -388,7 +389,7 @@ def test_cli_train_in_a_terminal_and_runs_stop_from_another(workspace, config_fi
 
 
 def test_training_children_do_not_inherit_the_sign_in_secrets(workspace, monkeypatch):
-    from rlhf_studio.jobs import child_env
+    from rlhf_studio.runner.jobs import child_env
 
     monkeypatch.setenv("RLHF_STUDIO_PASSWORD", "s3cret")
     monkeypatch.setenv("RLHF_STUDIO_USERS_FILE", "/etc/studio-users")

@@ -38,7 +38,7 @@ from test_security import chat_round, replies
 from tiny_model import build_tiny_model_dir
 
 from rlhf_studio.data import import_dataset
-from rlhf_studio.runs import ACTIVE_STATES, COMPLETED, QUEUED, RUNNING, read_status
+from rlhf_studio.runner.runs import ACTIVE_STATES, COMPLETED, QUEUED, RUNNING, read_status
 from rlhf_studio.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, needs_chromium]

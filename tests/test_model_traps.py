@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from rlhf_studio.chat import GenerationSettings, ModelCache
-from rlhf_studio.config import SFTJobConfig, config_errors
 from rlhf_studio.models import (
     TRUST_REMOTE_CODE_ENV,
     ModelError,
@@ -26,8 +25,10 @@ from rlhf_studio.models import (
     load_tokenizer,
     resolve_model,
 )
-from rlhf_studio.pipelines import PipelineRunner
-from rlhf_studio.runs import COMPLETED, create_run, finish_status, run_dir
+from rlhf_studio.runner.pipelines import PipelineRunner
+from rlhf_studio.runner.runs import COMPLETED, create_run, finish_status, run_dir
+from rlhf_studio.stages import config_errors
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.training.common import CAUSAL, REWARD, load_model_chain, load_starting_point
 from rlhf_studio.ui.chat_tab import ChatTab
 

@@ -1,8 +1,8 @@
 import json
 from datetime import datetime, timedelta
 
-from rlhf_studio.monitor import MetricsReader, metric_names, series, smooth, training_progress
-from rlhf_studio.runs import RunStatus
+from rlhf_studio.runner.monitor import MetricsReader, metric_names, series, smooth, training_progress
+from rlhf_studio.runner.runs import RunStatus
 
 
 def append(path, *rows, partial: str = ""):

@@ -12,27 +12,19 @@ import time
 
 import pytest
 
-from rlhf_studio.config import (
-    ConfigError,
-    DPOJobConfig,
-    PPOJobConfig,
-    RewardJobConfig,
-    SFTJobConfig,
-    load_config,
-    validate,
-)
-from rlhf_studio.jobs import JobManager
-from rlhf_studio.pipelines import (
+from rlhf_studio.config import ConfigError
+from rlhf_studio.runner.jobs import JobManager
+from rlhf_studio.runner.pipelines import (
     RUNNING as PIPELINE_RUNNING,
 )
-from rlhf_studio.pipelines import (
+from rlhf_studio.runner.pipelines import (
     PipelineRunner,
     available_pipelines,
     launch_errors,
     load_pipelines,
     pipelines_dir,
 )
-from rlhf_studio.runs import (
+from rlhf_studio.runner.runs import (
     ACTIVE_STATES,
     CANCELLED,
     COMPLETED,
@@ -48,6 +40,11 @@ from rlhf_studio.runs import (
     run_dir,
     update_status,
 )
+from rlhf_studio.stages import load_config, validate
+from rlhf_studio.stages.dpo import DPOJobConfig
+from rlhf_studio.stages.ppo import PPOJobConfig
+from rlhf_studio.stages.reward import RewardJobConfig
+from rlhf_studio.stages.sft import SFTJobConfig
 
 TINY = {"max_steps": 2, "logging_steps": 1, "per_device_train_batch_size": 2, "max_length": 64}
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from rlhf_studio.training.ppo_core import (
+from rlhf_studio.training.ppo.core import (
     KLController,
     entropy_from_logits,
     explained_variance,
@@ -20,7 +20,7 @@ from rlhf_studio.training.ppo_core import (
     value_loss,
     whiten,
 )
-from rlhf_studio.training.ppo_health import HACKING_WINDOW, HealthMonitor, distinct_ratio
+from rlhf_studio.training.ppo.health import HACKING_WINDOW, HealthMonitor, distinct_ratio
 
 EOS, PAD = 2, 0
 

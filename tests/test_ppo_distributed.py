@@ -17,8 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-from rlhf_studio.config import LoraSettings, PPOJobConfig
-from rlhf_studio.training.ppo import train
+from rlhf_studio.config import LoraSettings
+from rlhf_studio.stages.ppo import PPOJobConfig
+from rlhf_studio.training.ppo.loop import train
 from rlhf_studio.workspace import Workspace
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlhf_studio.training.ppo_core import logprobs_from_logits, response_mask
-from rlhf_studio.training.ppo_data import collate, sft_example, step_prompts
-from rlhf_studio.training.ppo_rollout import (
+from rlhf_studio.training.ppo.core import logprobs_from_logits, response_mask
+from rlhf_studio.training.ppo.data import collate, sft_example, step_prompts
+from rlhf_studio.training.ppo.rollout import (
     RewardModelScorer,
     SamplingSettings,
     encode_prompts,
@@ -15,7 +15,7 @@ from rlhf_studio.training.ppo_rollout import (
     response_logits,
     sample,
 )
-from rlhf_studio.training.ppo_step import pad_right, trim_columns
+from rlhf_studio.training.ppo.step import pad_right, trim_columns
 
 PROMPTS = ["What is the capital of France?", "Hi", [{"role": "user", "content": "Make tea, step by step."}]]
 

@@ -13,9 +13,18 @@ import time
 import pytest
 from test_jobs import FINISH_SECONDS, group_members, training_steps, wait_training, wait_until
 
-from rlhf_studio.config import LoraSettings, PPOJobConfig, save_config
+from rlhf_studio.config import LoraSettings, save_config
 from rlhf_studio.data import import_dataset
-from rlhf_studio.runs import CANCELLED, COMPLETED, FAILED, MODEL_DIR, newest_checkpoint, read_status, run_dir
+from rlhf_studio.runner.runs import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    MODEL_DIR,
+    newest_checkpoint,
+    read_status,
+    run_dir,
+)
+from rlhf_studio.stages.ppo import PPOJobConfig
 
 LONG_RUN = 100_000  # steps
 

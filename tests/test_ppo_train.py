@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhf_studio.config import LoraSettings, PPOJobConfig
+from rlhf_studio.config import LoraSettings
 from rlhf_studio.data import import_dataset
+from rlhf_studio.stages.ppo import PPOJobConfig
 from rlhf_studio.training.callbacks import GracefulStop, NonFiniteLossError, TrainingStopped
-from rlhf_studio.training.ppo import PPOTrainer, train
+from rlhf_studio.training.ppo.loop import PPOTrainer, train
 
 METRIC_NAMES = [
     "objective/scores", "objective/kl", "objective/rlhf_reward", "objective/entropy",

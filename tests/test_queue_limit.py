@@ -15,11 +15,12 @@ import pytest
 from test_pipelines import complete
 from test_training_common import PREFERENCE_ROWS, SFT_ROWS, add_dataset, tiny_config
 
-from rlhf_studio.config import DPOJobConfig, SFTJobConfig
-from rlhf_studio.jobs import MAX_QUEUED, MAX_QUEUED_ENV, JobManager, QueueFull
-from rlhf_studio.monitor import MetricsReader
-from rlhf_studio.pipelines import PipelineRunner, load_pipelines
-from rlhf_studio.runs import COMPLETED, FAILED, finish_status, list_runs, read_status, run_dir
+from rlhf_studio.runner.jobs import MAX_QUEUED, MAX_QUEUED_ENV, JobManager, QueueFull
+from rlhf_studio.runner.monitor import MetricsReader
+from rlhf_studio.runner.pipelines import PipelineRunner, load_pipelines
+from rlhf_studio.runner.runs import COMPLETED, FAILED, finish_status, list_runs, read_status, run_dir
+from rlhf_studio.stages.dpo import DPOJobConfig
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.ui.errors import user_errors
 from rlhf_studio.ui.train_tab import TrainTab
 

@@ -7,10 +7,10 @@ from test_ppo_train import low_token_reward
 from test_ppo_train import tiny_config as tiny_ppo_config
 from test_training_common import SFT_ROWS, add_dataset, tiny_config
 
-from rlhf_studio.config import SFTJobConfig
 from rlhf_studio.data import import_dataset
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.training import run_stage
-from rlhf_studio.training.ppo import train
+from rlhf_studio.training.ppo.loop import train
 
 
 def scalar_tags(folder) -> set[str]:

@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 from test_training_common import SFT_ROWS, add_dataset, tiny_config
 
-from rlhf_studio import runs
-from rlhf_studio.config import SFTJobConfig
-from rlhf_studio.jobs import JobManager
-from rlhf_studio.runs import (
+from rlhf_studio.runner import runs
+from rlhf_studio.runner.jobs import JobManager
+from rlhf_studio.runner.runs import (
     COMPLETED,
     LOG_FILE,
     RUNNING,
@@ -34,12 +33,13 @@ from rlhf_studio.runs import (
     read_status,
     run_dir,
 )
+from rlhf_studio.stages.sft import SFTJobConfig
 
 CREATOR = """
 import random, sys, time
 from pathlib import Path
-from rlhf_studio import runs
-from rlhf_studio.config import SFTJobConfig
+from rlhf_studio.runner import runs
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.workspace import Workspace
 
 root, seed, go, count = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])

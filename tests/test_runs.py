@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from rlhf_studio.__main__ import main
-from rlhf_studio.runs import (
+from rlhf_studio.cli import main
+from rlhf_studio.runner.runs import (
     COMPLETED,
     FAILED,
     LOG_FILE,

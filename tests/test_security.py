@@ -37,9 +37,9 @@ from browser import REPO, running_studio
 from packaging.version import Version
 from test_model_traps import remote_code_folder
 
-from rlhf_studio.config import SFTJobConfig
 from rlhf_studio.data import import_dataset
-from rlhf_studio.runs import COMPLETED, create_run, finish_status, run_dir
+from rlhf_studio.runner.runs import COMPLETED, create_run, finish_status, run_dir
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.ui import launch_options
 from rlhf_studio.ui.access import LOCAL_HOSTS, SameOriginOnly, access_policy, same_origin
 from rlhf_studio.workspace import Workspace

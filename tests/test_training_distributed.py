@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from test_training_common import PREFERENCE_ROWS, add_dataset, read_metrics, tiny_config
 
-from rlhf_studio.commands import command_text
-from rlhf_studio.config import DPOJobConfig
-from rlhf_studio.runs import COMPLETED, read_status
+from rlhf_studio.runner.commands import command_text
+from rlhf_studio.runner.runs import COMPLETED, read_status
+from rlhf_studio.stages.dpo import DPOJobConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,9 @@ from test_training_common import (
     weights,
 )
 
-from rlhf_studio.config import DPOJobConfig
-from rlhf_studio.training import dpo, run_stage
+from rlhf_studio.stages import dpo
+from rlhf_studio.stages.dpo import DPOJobConfig
+from rlhf_studio.training import run_stage
 
 DPO_METRICS = {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"}
 

@@ -4,15 +4,11 @@ import pytest
 import torch
 from test_training_common import PREFERENCE_ROWS, SFT_ROWS, add_dataset, read_metrics, tiny_config
 
-from rlhf_studio.config import (
-    ConfigError,
-    DPOJobConfig,
-    RewardJobConfig,
-    SFTJobConfig,
-    load_config,
-    save_config,
-    validate,
-)
+from rlhf_studio.config import ConfigError, save_config
+from rlhf_studio.stages import load_config, validate
+from rlhf_studio.stages.dpo import DPOJobConfig
+from rlhf_studio.stages.reward import RewardJobConfig
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.training import run_stage
 from rlhf_studio.training.common import CAUSAL, REWARD, load_model_chain
 

@@ -10,7 +10,7 @@ from test_training_common import (
     weights,
 )
 
-from rlhf_studio.config import RewardJobConfig
+from rlhf_studio.stages.reward import RewardJobConfig
 from rlhf_studio.training import run_stage
 
 

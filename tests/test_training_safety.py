@@ -12,7 +12,7 @@ from test_training_common import SFT_ROWS, add_dataset, read_metrics, tiny_confi
 from transformers import TrainerCallback
 
 import rlhf_studio.training as training
-from rlhf_studio.config import SFTJobConfig
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.training import NonFiniteLossError, TrainingStopped, run_stage
 from rlhf_studio.training.common import replace_folder
 

@@ -10,8 +10,8 @@ from test_training_common import (
     weights,
 )
 
-from rlhf_studio.config import SFTJobConfig
 from rlhf_studio.models import load_causal_lm
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.training import run_stage
 
 

@@ -12,9 +12,10 @@ import pytest
 from browser import chromium_page, needs_chromium, running_studio, screenshot
 from playwright.sync_api import expect
 
-from rlhf_studio.config import RewardJobConfig, SFTJobConfig
 from rlhf_studio.data import import_dataset
-from rlhf_studio.runs import COMPLETED, create_run, finish_status, run_dir
+from rlhf_studio.runner.runs import COMPLETED, create_run, finish_status, run_dir
+from rlhf_studio.stages.reward import RewardJobConfig
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.workspace import Workspace
 
 EVAL_MS = 120_000

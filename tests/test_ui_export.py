@@ -12,8 +12,9 @@ from playwright.sync_api import expect
 from test_chat_engine import lora_run
 from test_export import completed
 
-from rlhf_studio.commands import command_text
-from rlhf_studio.config import SFTJobConfig, load_config
+from rlhf_studio.runner.commands import command_text
+from rlhf_studio.stages import load_config
+from rlhf_studio.stages.sft import SFTJobConfig
 from rlhf_studio.workspace import Workspace
 
 

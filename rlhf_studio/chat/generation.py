@@ -25,7 +25,7 @@ import torch
 
 from rlhf_studio.chat.cache import LoadedModel
 from rlhf_studio.chat.templates import Prompt
-from rlhf_studio.training.ppo_rollout import filter_logits
+from rlhf_studio.training.ppo.rollout import filter_logits
 
 ALL_THREADS = torch.get_num_threads()
 

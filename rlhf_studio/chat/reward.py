@@ -15,7 +15,7 @@ import torch
 from rlhf_studio.chat.cache import ModelCache
 from rlhf_studio.models import Progress
 from rlhf_studio.training.common import REWARD
-from rlhf_studio.training.ppo_rollout import Responses, RewardModelScorer
+from rlhf_studio.training.ppo.rollout import Responses, RewardModelScorer
 
 SCORE_MAX_LENGTH = (
     2048  # tokens; above the reward stage's default max_length (512), so replies are read whole

@@ -19,16 +19,35 @@ class ConfigError(ValueError):
         super().__init__("; ".join(errors))
 
 
-def _field(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with a help string (the UI's tooltip); mutable defaults become factories."""
+def _field(
+    default: Any,
+    help: str,
+    *,
+    label: str = "",
+    choices: tuple[str, ...] = (),
+    basic: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """A dataclass field with what the settings form shows of it: a help string (the tooltip), a label
+    (default: the name), choices (a dropdown) and whether it is basic (always in view, not folded away).
+    Mutable defaults become factories."""
+    metadata = {"help": help, "label": label, "choices": choices, "basic": basic}
     if isinstance(default, list) or hasattr(default, "__dataclass_fields__"):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help}, **kwargs)
-    return field(default=default, metadata={"help": help}, **kwargs)
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
 
 
 def _override(base: type, name: str, default: Any, **kwargs: Any) -> Any:
-    """Redeclare a base-class field with another default, keeping its help string."""
-    return _field(default, base.__dataclass_fields__[name].metadata["help"], **kwargs)
+    """Redeclare a base-class field with another default, keeping its help string, label and choices."""
+    metadata = base.__dataclass_fields__[name].metadata
+    return _field(
+        default,
+        metadata["help"],
+        label=metadata["label"],
+        choices=metadata["choices"],
+        basic=metadata["basic"],
+        **kwargs,
+    )
 
 
 @dataclass(kw_only=True)
@@ -39,25 +58,31 @@ class LoraSettings:
         True,
         "Train small LoRA adapters instead of every weight; the run saves an adapter. Off: full fine-tuning, "
         "which wants about a tenth of the learning rate.",
+        label="LoRA adapters",
+        basic=True,
     )
-    r: int = _field(16, "LoRA rank: size of the low-rank update matrices.")
-    alpha: int = _field(32, "LoRA alpha: the update is scaled by alpha / r.")
+    r: int = _field(16, "LoRA rank: size of the low-rank update matrices.", label="LoRA rank r")
+    alpha: int = _field(32, "LoRA alpha: the update is scaled by alpha / r.", label="LoRA alpha")
     dropout: float = _field(
         0.0,
         "Dropout on the LoRA branch (SFT only: TRL turns dropout off for RM and DPO); costs ~12% on a CPU.",
+        label="LoRA dropout",
     )
     target_modules: str | list[str] = _field(
         "auto",
         "Module names that get adapters; 'auto' picks every linear projection of attention and MLP "
         "(q/k/v/o_proj, gate/up/down_proj, c_attn, ...) and leaves out the output head.",
+        label="LoRA target modules",
     )
 
 
 @dataclass(kw_only=True)
 class JobConfig:
-    """Fields every stage shares; use a stage's class (SFTJobConfig, RewardJobConfig, DPOJobConfig, ...)."""
+    """Fields every stage shares; each stage's module (rlhf_studio.stages.*) subclasses it with its own."""
 
-    stage: str = _field("", "Training stage: sft, rm (reward model), dpo or ppo.", init=False)
+    stage: str = _field(
+        "", "Training stage: the name of a stage in the registry (rlhf_studio.stages).", init=False
+    )
     model: str = _field(
         BUNDLED_MODEL,
         "What training starts from: the bundled model, a hub id (offline: must be cached), a local folder, "
@@ -72,13 +97,28 @@ class JobConfig:
     )
     eval_on_start: bool = _field(True, "Evaluate once before the first step, so the plots show a baseline.")
     seed: int = _field(42, "Random seed for data order, new weights (reward head, LoRA) and dropout.")
-    max_steps: int | None = _field(None, "Optimizer steps to train; empty to train num_train_epochs instead.")
-    num_train_epochs: float = _field(1.0, "Passes over the training split when max_steps is empty.")
-    learning_rate: float = _field(1e-4, "Peak learning rate of AdamW (linear decay to zero).")
-    per_device_train_batch_size: int = _field(8, "Examples (or preference pairs) per step on each device.")
+    max_steps: int | None = _field(
+        None,
+        "Optimizer steps to train; empty to train num_train_epochs instead.",
+        label="Max steps",
+        basic=True,
+    )
+    num_train_epochs: float = _field(
+        1.0, "Passes over the training split when max_steps is empty.", label="Epochs", basic=True
+    )
+    learning_rate: float = _field(1e-4, "Peak learning rate of AdamW (linear decay to zero).", basic=True)
+    per_device_train_batch_size: int = _field(
+        8,
+        "Examples (or preference pairs) per step on each device.",
+        label="Batch size (per device)",
+        basic=True,
+    )
     gradient_accumulation_steps: int = _field(1, "Steps whose gradients add up before one optimizer update.")
     max_length: int = _field(
-        512, "Longest tokenized example; longer ones are truncated (SFT, DPO) or dropped (RM)."
+        512,
+        "Longest tokenized example; longer ones are truncated (SFT, DPO) or dropped (RM).",
+        label="Max length (tokens)",
+        basic=True,
     )
     gradient_checkpointing: bool = _field(
         False, "Recompute activations in the backward pass: less memory, about 20-30% slower."
@@ -91,7 +131,10 @@ class JobConfig:
     )
     lora: LoraSettings = _field(LoraSettings(), "LoRA adapter settings.")
     quantization: str = _field(
-        "none", "Load the frozen base in 4bit or 8bit (bitsandbytes, CUDA only; needs LoRA), or none."
+        "none",
+        "Load the frozen base in 4bit or 8bit (bitsandbytes, CUDA only; needs LoRA), or none.",
+        label="Quantized base (LoRA only)",
+        choices=QUANTIZATION_CHOICES,
     )
     report_to: str = _field(
         "none", "Experiment tracker for TRL to report to as well (e.g. tensorboard), or none."

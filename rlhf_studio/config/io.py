@@ -1,4 +1,7 @@
-"""Job configs to and from plain data and YAML; every bad or unknown key is named in one ConfigError."""
+"""Job configs to and from plain data and YAML; every bad or unknown key is named in one ConfigError.
+
+Which class a `stage:` value means is the registry's to say (rlhf_studio.stages.config_from_dict).
+"""
 
 from __future__ import annotations
 
@@ -12,26 +15,10 @@ from typing import Any
 import yaml
 
 from rlhf_studio.config.base import ConfigError, JobConfig
-from rlhf_studio.config.stages import STAGE_CONFIGS
 
 
-def config_from_dict(data: Any) -> JobConfig:
-    """Build the stage's config from plain data (parsed YAML); ConfigError names every bad or unknown key."""
-    if not isinstance(data, dict):
-        raise ConfigError([f"config: expected a mapping of field: value, got {type(data).__name__}"])
-    stage = data.get("stage")
-    if stage not in STAGE_CONFIGS:
-        raise ConfigError([f"stage: expected one of {', '.join(STAGE_CONFIGS)}, got {stage!r}"])
-    errors: list[str] = []
-    values = _fields_from_dict(
-        STAGE_CONFIGS[stage], {k: v for k, v in data.items() if k != "stage"}, "", errors
-    )
-    if errors:
-        raise ConfigError(errors)
-    return STAGE_CONFIGS[stage](**values)
-
-
-def _fields_from_dict(cls: type, data: dict, prefix: str, errors: list[str]) -> dict[str, Any]:
+def fields_from_dict(cls: type, data: dict, prefix: str, errors: list[str]) -> dict[str, Any]:
+    """The init values of config class `cls` from `data`; each bad or unknown key appends to `errors`."""
     hints = typing.get_type_hints(cls)
     known = {item.name: item for item in fields(cls) if item.init}
     values: dict[str, Any] = {}
@@ -45,7 +32,7 @@ def _fields_from_dict(cls: type, data: dict, prefix: str, errors: list[str]) -> 
             if not isinstance(value, dict):
                 errors.append(f"{name}: expected a mapping, got {value!r}")
                 continue
-            values[key] = hints[key](**_fields_from_dict(hints[key], value, f"{name}.", errors))
+            values[key] = hints[key](**fields_from_dict(hints[key], value, f"{name}.", errors))
         else:
             try:
                 values[key] = _coerce(value, hints[key])
@@ -91,12 +78,12 @@ def _type_name(option: Any) -> str:
     return names.get(option, "a list of names")
 
 
-def load_config(path: str | Path) -> JobConfig:
+def read_yaml(path: str | Path) -> Any:
+    """A config file's parsed YAML; ConfigError for text that is not YAML."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError([f"config: {path} is not valid YAML ({error})"]) from error
-    return config_from_dict(data)
 
 
 def save_config(config: JobConfig, path: str | Path) -> None:

@@ -6,10 +6,11 @@ types, explain every dropped row, and keep normalized datasets in the workspace 
     layouts.py   the known layouts and their row normalizers;  values.py  checks of single values
     detect.py    layout detection, column maps, --format;      check.py   the pipeline and DataReport
     library.py   workspace/datasets/<name>/{train,eval}.jsonl + manifest.json
-    stages.py    which kinds feed which stage;                 cli.py     `data check` / `data import`
+    derive.py    prompts from any kind, pairs as unpaired rows (the command line is cli/data.py)
 """
 
 from rlhf_studio.data.check import DataReport, check_file
+from rlhf_studio.data.derive import KINDS, extract_prompts, unpair_rows
 from rlhf_studio.data.detect import parse_column_map
 from rlhf_studio.data.layouts import LAYOUTS_BY_NAME
 from rlhf_studio.data.library import (
@@ -22,13 +23,12 @@ from rlhf_studio.data.library import (
     read_manifest,
 )
 from rlhf_studio.data.problems import DataError, Problem
-from rlhf_studio.data.stages import STAGES, extract_prompts, stage_fit, unpair_rows
 
 FORMATS = tuple(LAYOUTS_BY_NAME)
 
 __all__ = [
     "FORMATS",
-    "STAGES",
+    "KINDS",
     "DataError",
     "DataReport",
     "Manifest",
@@ -42,6 +42,5 @@ __all__ = [
     "load_split_dataset",
     "parse_column_map",
     "read_manifest",
-    "stage_fit",
     "unpair_rows",
 ]

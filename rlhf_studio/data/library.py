@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rlhf_studio.data.check import DataReport, RowStream, check_file
 from rlhf_studio.data.problems import DataError
-from rlhf_studio.data.stages import stage_fit
+from rlhf_studio.stages import stage_fit
 from rlhf_studio.workspace import Workspace, write_json_atomic
 
 SPLITS = ("train", "eval")

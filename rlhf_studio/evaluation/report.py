@@ -16,25 +16,19 @@ import json
 from dataclasses import asdict
 from datetime import datetime
 
-from rlhf_studio.config import load_config
 from rlhf_studio.evaluation.specs import EvaluationError
 from rlhf_studio.evaluation.store import latest_evals
-from rlhf_studio.runs import CONFIG_FILE, METRICS_FILE, lineage, read_status, run_dir, run_row
+from rlhf_studio.runner.runs import CONFIG_FILE, METRICS_FILE, lineage, read_status, run_dir, run_row
+from rlhf_studio.stages import find_stage, load_config
 from rlhf_studio.workspace import Workspace
 
-# The metrics that show a stage learning, and which way is better.
-LEARNING = {
-    "sft": {"eval_loss": "down", "loss": "down"},
-    "rm": {"eval_accuracy": "up", "eval_margin": "up"},
-    "dpo": {"eval_rewards/margins": "up", "eval_rewards/accuracies": "up", "rewards/margins": "up"},
-    "kto": {"eval_rewards/margins": "up", "rewards/margins": "up"},
-    "ppo": {"objective/scores": "up", "objective/kl": "bounded", "objective/rlhf_reward": "up"},
-}
 SETTINGS = ("learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size", "seed")
 
 
 def metric_ends(workspace: Workspace, run_id: str, stage: str) -> dict[str, tuple[float, float]]:
     """First and last logged value of each learning metric of the stage."""
+    known = find_stage(stage)
+    learning = known.learning if known else {}
     path = run_dir(workspace, run_id) / METRICS_FILE
     ends: dict[str, list[float]] = {}
     if path.is_file():
@@ -43,7 +37,7 @@ def metric_ends(workspace: Workspace, run_id: str, stage: str) -> dict[str, tupl
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a half-written last line of a running job
-            for name in LEARNING.get(stage, {}):
+            for name in learning:
                 if isinstance(row.get(name), int | float):
                     ends.setdefault(name, [row[name], row[name]])[1] = row[name]
     return {name: (values[0], values[1]) for name, values in ends.items()}

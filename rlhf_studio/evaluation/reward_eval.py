@@ -25,7 +25,7 @@ from rlhf_studio.evaluation.stats import (
     wilson_interval,
 )
 from rlhf_studio.models import ModelError, Progress
-from rlhf_studio.training.ppo_rollout import Responses, RewardModelScorer
+from rlhf_studio.training.ppo.rollout import Responses, RewardModelScorer
 
 SCORE_BATCH_SIZE = 16
 EXAMPLES_KEPT = 5  # the worst-judged pairs kept in the result, to read

@@ -7,10 +7,10 @@ root_model(workspace, "run:…-ppo-ed2e")            # the bundled model: what "
 
 from __future__ import annotations
 
-from rlhf_studio.config import load_config
 from rlhf_studio.data import load_split
 from rlhf_studio.models import RUN_PREFIX
-from rlhf_studio.runs import COMPLETED, RUN_ID, read_status, run_dir
+from rlhf_studio.runner.runs import COMPLETED, RUN_ID, read_status, run_dir
+from rlhf_studio.stages import load_config
 from rlhf_studio.workspace import Workspace
 
 BASE = "base"  # baseline: the model at the root of the candidate's lineage

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rlhf_studio.models import RUN_PREFIX
-from rlhf_studio.runs import run_dir
+from rlhf_studio.runner.runs import run_dir
 from rlhf_studio.workspace import Workspace, write_json_atomic
 
 EVALS_DIR = "evals"

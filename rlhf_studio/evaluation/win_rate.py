@@ -24,9 +24,9 @@ from rlhf_studio.evaluation.settings import WinRateSettings
 from rlhf_studio.evaluation.specs import BASE, EvaluationError, as_spec, root_model, split_rows, started_from
 from rlhf_studio.evaluation.stats import correlation, judge, win_rate
 from rlhf_studio.models import ModelError, Progress
-from rlhf_studio.training.ppo import eos_token_ids
-from rlhf_studio.training.ppo_core import logprobs_from_logits
-from rlhf_studio.training.ppo_rollout import (
+from rlhf_studio.training.ppo.core import logprobs_from_logits
+from rlhf_studio.training.ppo.loop import eos_token_ids
+from rlhf_studio.training.ppo.rollout import (
     SamplingSettings,
     decode_responses,
     encode_prompts,

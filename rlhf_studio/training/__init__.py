@@ -1,4 +1,4 @@
-"""Training stages: `run_stage` trains one job config into a run folder, inside the runner's child process.
+"""What runs inside the training child: `run_stage` trains one job config into a run folder.
 
     summary = run_stage(config, run_dir, workspace, resume_from=None)
 
@@ -6,7 +6,9 @@ run_dir/metrics.jsonl    one JSON line per log (TRL's metric names + step, epoch
 run_dir/checkpoints/     checkpoint-<step>, each renamed into place only once complete
 run_dir/model/           the final model or LoRA adapter, with the tokenizer (safetensors)
 
-The runner owns the folder itself, status.json, logs and the lock; this package owns what happens inside.
+The runner owns the folder itself, status.json, logs and the lock; this package owns what happens inside:
+the shared loop around a stage's TRL Trainer (the stage's `build_trainer`, from the registry) or the
+stage's own loop (its `train`: PPO, in ppo/), and the callbacks and set-up every stage shares.
 Under `accelerate launch` every process calls run_stage with the same run_dir; only the main one writes
 metrics and the final model. Errors: ConfigError (bad config, before loading anything), ModelError / DataError
 (missing model or data), NonFiniteLossError (NaN/Inf loss), TrainingStopped (SIGTERM; a KeyboardInterrupt).
@@ -19,7 +21,9 @@ import os
 import shutil
 from pathlib import Path
 
-from rlhf_studio.config import JobConfig, validate
+from rlhf_studio.config import JobConfig
+from rlhf_studio.stages import get_stage, validate
+from rlhf_studio.stages.base import TrainingJob
 from rlhf_studio.training.callbacks import (
     CheckpointPublisher,
     GracefulStop,
@@ -41,9 +45,7 @@ __all__ = ["NonFiniteLossError", "TrainingStopped", "run_stage"]
 
 def stage_builder(stage: str):
     """The `build_trainer(config, run_dir, workspace, callbacks) -> (trainer, start source)` of a stage."""
-    from rlhf_studio.training import dpo, reward, sft
-
-    return {"sft": sft.build_trainer, "rm": reward.build_trainer, "dpo": dpo.build_trainer}[stage]
+    return get_stage(stage).build_trainer
 
 
 def run_stage(
@@ -68,10 +70,9 @@ def run_stage(
     ]
     try:
         with stop.installed():
-            if config.stage == "ppo":  # our own loop on accelerate: TRL 1.16 has no PPO trainer
-                from rlhf_studio.training import ppo
-
-                return ppo.train(config, run_dir, workspace, resume_from, metrics, stop)
+            stage = get_stage(config.stage)
+            if stage.train is not None:  # a loop of its own (PPO: TRL 1.16 has no PPO trainer)
+                return stage.train(TrainingJob(config, run_dir, workspace, resume_from, metrics, stop))
             trainer, start_source = stage_builder(config.stage)(config, run_dir, workspace, callbacks)
             metrics.write = trainer.is_world_process_zero()  # the Trainer's process view is the final one
             with stop.training_loop():

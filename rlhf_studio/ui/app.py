@@ -6,9 +6,9 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from rlhf_studio.chat import ModelCache
-from rlhf_studio.jobs import JobManager
-from rlhf_studio.monitor import MetricsReader
-from rlhf_studio.pipelines import PipelineRunner
+from rlhf_studio.runner.jobs import JobManager
+from rlhf_studio.runner.monitor import MetricsReader
+from rlhf_studio.runner.pipelines import PipelineRunner
 from rlhf_studio.ui.access import LOCAL_HOSTS, AccessPolicy, SameOriginOnly, auth_options, login_required
 from rlhf_studio.ui.chat_tab import build_chat_tab
 from rlhf_studio.ui.data_tab import build_data_tab

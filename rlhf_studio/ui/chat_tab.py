@@ -25,7 +25,8 @@ from rlhf_studio.chat import (
 )
 from rlhf_studio.chat.generation import share_cpu
 from rlhf_studio.models import default_model
-from rlhf_studio.pipelines import PipelineRunner
+from rlhf_studio.runner.pipelines import PipelineRunner
+from rlhf_studio.stages import POLICY, REWARD_MODEL, rlhf_stages, stages_producing
 from rlhf_studio.ui.errors import USER_ERRORS, user_errors
 from rlhf_studio.ui.train_tab import finished_runs, model_choices, run_choices
 
@@ -65,8 +66,11 @@ def vote_text(result: VoteResult) -> str:
 
 
 def default_picks(finished: list) -> list[str]:
-    """The base, the newest SFT run and the newest PPO or DPO run: what each stage did, side by side."""
-    runs = (run_choices(finished, ("sft",)), run_choices(finished, ("ppo", "dpo")))
+    """The base, the newest policy run tuned on demonstrations (SFT) and the newest tuned on feedback (RLHF):
+    what each stage did, side by side."""
+    rlhf = rlhf_stages()
+    supervised = tuple(name for name in stages_producing(POLICY) if name not in rlhf)
+    runs = (run_choices(finished, supervised), run_choices(finished, rlhf))
     picks = [default_model()] + [choices[0][1] for choices in runs if choices]
     return (picks + [default_model()] * 3)[:3]
 
@@ -162,7 +166,9 @@ class ChatTab:
             dropdown: gr.update(choices=choices, value=current or defaults[index], visible=index < count)
             for index, (dropdown, current) in enumerate(zip(self.models, picked, strict=True))
         }
-        updates[self.reward] = gr.update(choices=[("none", "")] + run_choices(finished, ("rm",)))
+        updates[self.reward] = gr.update(
+            choices=[("none", "")] + run_choices(finished, stages_producing(REWARD_MODEL))
+        )
         updates[self.stats] = stats_rows(self.runner.workspace)
         return updates
 

@@ -10,19 +10,18 @@ import pandas as pd
 
 from rlhf_studio.data import (
     FORMATS,
-    STAGES,
     DataError,
     DataReport,
     check_file,
     import_dataset,
     list_datasets,
     parse_column_map,
-    stage_fit,
 )
 from rlhf_studio.data.preview import display_rows, token_lengths
 from rlhf_studio.data.problems import listed
 from rlhf_studio.models import BUNDLED_MODEL, default_model, load_tokenizer
 from rlhf_studio.plots import length_histogram
+from rlhf_studio.stages import stage_fit, stage_names
 from rlhf_studio.ui.errors import user_errors
 from rlhf_studio.workspace import Workspace
 
@@ -154,7 +153,7 @@ def summary_markdown(report: DataReport) -> str:
 
 
 def stage_table(report: DataReport) -> list[tuple[str, tuple[bool, str]]]:
-    return [(stage, stage_fit(report.kind, stage, report.format)) for stage in STAGES]
+    return [(stage, stage_fit(report.kind, stage, report.format)) for stage in stage_names()]
 
 
 def columns_note(report: DataReport) -> str:

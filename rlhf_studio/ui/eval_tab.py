@@ -28,11 +28,12 @@ from rlhf_studio.evaluation.settings import WinRateSettings
 from rlhf_studio.evaluation.specs import BASE
 from rlhf_studio.evaluation.store import run_id_of, save_eval
 from rlhf_studio.evaluation.win_rate import evaluate_win_rate
-from rlhf_studio.pipelines import PipelineRunner
 from rlhf_studio.plots import calibration_figure, win_rate_figure
+from rlhf_studio.runner.pipelines import PipelineRunner
+from rlhf_studio.stages import POLICY, REWARD_MODEL, stages_producing
 from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
-from rlhf_studio.ui.train_tab import LANGUAGE_MODEL_STAGES, finished_runs, run_choices
+from rlhf_studio.ui.train_tab import finished_runs, run_choices
 
 SAMPLE_COLUMNS = ["prompt", "candidate", "baseline", "candidate score", "baseline score", "judgement"]
 JUDGEMENTS = {1: "win", 0: "tie", -1: "loss"}
@@ -122,8 +123,8 @@ class EvalTab:
     def on_open(self, rm_run, rm_data, candidate, baseline, judge, prompts, report_runs) -> dict:
         finished = finished_runs(self.runner)
         workspace = self.runner.workspace
-        reward_runs = run_choices(finished, ("rm",))
-        policies = run_choices(finished, LANGUAGE_MODEL_STAGES)
+        reward_runs = run_choices(finished, stages_producing(REWARD_MODEL))
+        policies = run_choices(finished, stages_producing(POLICY))
         baselines = [("base (the lineage's root model)", BASE)] + policies
         every_run = [(f"{row.run_id} · {row.stage} on {row.dataset}", row.run_id) for row in finished]
         preference = datasets_of(workspace, ("preference",))

@@ -2,7 +2,7 @@
 
 The export engine (rlhf_studio.export) merges LoRA adapters into their base and writes safetensors, the
 tokenizer and a model card; this module picks the run, shows progress and hands over the zip. The cluster
-section shows the run's own config and the accelerate lines from rlhf_studio.commands.
+section shows the run's own config and the accelerate lines from rlhf_studio.runner.commands.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from rlhf_studio.commands import ACCELERATE_CONFIGS, command_text, shell_lines
-from rlhf_studio.config import STAGE_CONFIGS, ConfigError, load_config
+from rlhf_studio.config import ConfigError
 from rlhf_studio.export import export_model, hub_token, push_to_hub, zip_export
 from rlhf_studio.models import RUN_PREFIX
-from rlhf_studio.pipelines import PipelineRunner
-from rlhf_studio.runs import CONFIG_FILE, lineage, read_status, run_dir
+from rlhf_studio.runner.commands import ACCELERATE_CONFIGS, command_text, shell_lines
+from rlhf_studio.runner.pipelines import PipelineRunner
+from rlhf_studio.runner.runs import CONFIG_FILE, lineage, read_status, run_dir
+from rlhf_studio.stages import load_config, stage_label, stage_names
 from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
-from rlhf_studio.ui.settings_form import STAGE_LABELS
 from rlhf_studio.ui.train_tab import finished_runs, run_choices
 
 CLUSTER_NOTE = (
@@ -89,7 +89,7 @@ class ExportTab:
     # -- the picked run
 
     def on_open(self, current: str | None) -> dict:
-        choices = run_choices(finished_runs(self.runner), tuple(STAGE_CONFIGS))
+        choices = run_choices(finished_runs(self.runner), tuple(stage_names()))
         values = [value for _, value in choices]
         picked = current if current in values else (values[0] if values else None)
         return {self.run: gr.update(choices=choices, value=picked), **self.on_run(picked)}
@@ -107,7 +107,7 @@ class ExportTab:
         if status is None:
             return {self.about: f"Run `{run_id}` no longer exists.", self.commands: "", self.yaml: ""}
         chain = " ← ".join(f"`{run}`" for run in lineage(workspace, run_id))
-        stage = STAGE_LABELS.get(status.stage, status.stage)
+        stage = stage_label(status.stage)
         about = f"**{stage}** on `{status.dataset}` from `{status.model}` · lineage {chain}"
         try:
             text = command_text(load_config(run_dir(workspace, run_id) / CONFIG_FILE), workspace)

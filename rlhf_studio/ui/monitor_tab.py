@@ -13,9 +13,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from rlhf_studio.monitor import SAMPLES_FILE, MetricsReader, metric_names, run_warnings, training_progress
-from rlhf_studio.pipelines import PipelineRunner
-from rlhf_studio.runs import CONFIG_FILE, LOG_FILE, lineage, log_tail, read_status, run_dir
+from rlhf_studio.runner.monitor import (
+    SAMPLES_FILE,
+    MetricsReader,
+    metric_names,
+    run_warnings,
+    training_progress,
+)
+from rlhf_studio.runner.pipelines import PipelineRunner
+from rlhf_studio.runner.runs import CONFIG_FILE, LOG_FILE, lineage, log_tail, read_status, run_dir
 from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
 from rlhf_studio.ui.monitor_view import (

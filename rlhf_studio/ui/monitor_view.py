@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from rlhf_studio.monitor import MetricsReader, Progress, clock, series, smooth
-from rlhf_studio.pipelines import Pipeline, pipeline_title
-from rlhf_studio.plots import STAGE_CHARTS, metric_figure
-from rlhf_studio.runs import RunRow, RunStatus
+from rlhf_studio.plots import metric_figure
+from rlhf_studio.runner.monitor import MetricsReader, Progress, clock, series, smooth
+from rlhf_studio.runner.pipelines import Pipeline, pipeline_title
+from rlhf_studio.runner.runs import RunRow, RunStatus
+from rlhf_studio.stages import find_stage
 
 CHART_SLOTS = 10
 GRID = "#e5e7eb"
@@ -149,7 +150,8 @@ def samples_frame(samples: list[dict]) -> pd.DataFrame:
 
 def chart_metrics(stage: str, available: list[str], extra: list[str]) -> list[str]:
     """The stage's default charts that were logged, then the extra ones picked, at most CHART_SLOTS."""
-    chosen = [name for name in STAGE_CHARTS.get(stage, ["loss"]) if name in available]
+    known = find_stage(stage)
+    chosen = [name for name in (known.charts if known else ("loss",)) if name in available]
     chosen += [name for name in extra if name in available and name not in chosen]
     return chosen[:CHART_SLOTS]
 

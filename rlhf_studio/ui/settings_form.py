@@ -1,8 +1,9 @@
 """The Train tab's settings form: one input per config field, built from the engine's config classes.
 
-The form holds the union of the fields of every stage's config class (STAGE_CONFIGS); choosing a stage shows
-that class's fields with its defaults and help strings, so a new field or a new stage (PPO) appears without
-touching this file. Basic fields stay visible; the rest are folded into stage, LoRA and schedule sections.
+The form holds the union of the fields of every registered stage's config class; choosing a stage shows that
+class's fields with its defaults, and each field's help, label and choices as declared with it (_field), so a
+new field or a new stage appears without touching this file. Basic fields stay visible; the rest are folded
+into stage, LoRA and schedule sections.
 """
 
 from __future__ import annotations
@@ -14,57 +15,11 @@ from typing import Any
 
 import gradio as gr
 
-from rlhf_studio.commands import gpu_count
-from rlhf_studio.config import (
-    DPO_LOSS_TYPES,
-    QUANTIZATION_CHOICES,
-    STAGE_CONFIGS,
-    VALUE_MODELS,
-    JobConfig,
-    LoraSettings,
-    field_help,
-    installed_trackers,
-)
+from rlhf_studio.config import QUANTIZATION_CHOICES, JobConfig, LoraSettings, field_help, installed_trackers
+from rlhf_studio.runner.commands import gpu_count
+from rlhf_studio.stages import all_stages, get_stage, stage_label
 
-STAGE_LABELS = {"sft": "SFT", "rm": "Reward model", "dpo": "DPO", "ppo": "PPO"}
 PICKED_ABOVE = {"stage", "model", "dataset", "parent_run", "reward_model"}  # the tab's pickers set these
-BASIC = (
-    "max_steps",
-    "num_train_epochs",
-    "learning_rate",
-    "per_device_train_batch_size",
-    "max_length",
-    "lora.enabled",
-    "beta",  # DPO
-    "response_length",  # PPO
-    "kl_coef",  # PPO
-)  # a stage shows those it has
-CHOICES = {
-    "loss_type": DPO_LOSS_TYPES,
-    "quantization": QUANTIZATION_CHOICES,
-    "value_model": VALUE_MODELS,
-    "report_to": installed_trackers(),
-}
-LABELS = {
-    "max_steps": "Max steps",
-    "num_train_epochs": "Epochs",
-    "per_device_train_batch_size": "Batch size (per device)",
-    "max_length": "Max length (tokens)",
-    "lora.enabled": "LoRA adapters",
-    "lora.r": "LoRA rank r",
-    "lora.alpha": "LoRA alpha",
-    "lora.dropout": "LoRA dropout",
-    "lora.target_modules": "LoRA target modules",
-    "quantization": "Quantized base (LoRA only)",
-    "kl_coef": "KL coefficient β",
-    "beta": "β (KL strength)",
-    "response_length": "Response length (tokens)",
-    "target_kl": "Target KL (adaptive β)",
-    "kl_budget": "KL budget (nats)",
-    "ptx_coef": "PPO-ptx coefficient",
-    "ptx_dataset": "PPO-ptx SFT dataset",
-    "value_model": "Critic",
-}
 SECTIONS = ("basic", "stage", "lora", "shared")
 AUTO, YES, NO = "auto", "true", "false"
 NO_CUDA = "4-bit and 8-bit loading need a CUDA GPU (bitsandbytes); this machine has none, so it stays off."
@@ -74,6 +29,8 @@ NO_CUDA = "4-bit and 8-bit loading need a CUDA GPU (bitsandbytes); this machine 
 class FieldSpec:
     name: str  # "learning_rate", or "lora.enabled" for a nested field
     hint: Any  # the type hint of the dataclass field
+    meta: Any  # the field's metadata: help, label, choices, basic (config.base._field)
+    shared: bool  # a field every stage has (JobConfig's, LoRA's)
 
     @property
     def options(self) -> tuple[Any, ...]:
@@ -90,37 +47,46 @@ class FieldSpec:
 
     @property
     def label(self) -> str:
-        return LABELS.get(self.name, self.name.replace("_", " ").capitalize())
+        return self.meta["label"] or self.name.replace("_", " ").capitalize()
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(installed_trackers()) if self.name == "report_to" else self.meta["choices"]
 
 
 def stage_fields(cls: type[JobConfig]) -> list[FieldSpec]:
     """The fields of one stage's class that the form edits, nested LoRA fields flattened to lora.<name>."""
     hints = typing.get_type_hints(cls)
+    shared = {item.name for item in fields(JobConfig)}
     specs = []
     for item in fields(cls):
         if item.name in PICKED_ABOVE:
             continue
         if item.name == "lora":
             lora_hints = typing.get_type_hints(LoraSettings)
-            specs += [FieldSpec(f"lora.{sub.name}", lora_hints[sub.name]) for sub in fields(LoraSettings)]
+            specs += [
+                FieldSpec(f"lora.{sub.name}", lora_hints[sub.name], sub.metadata, True)
+                for sub in fields(LoraSettings)
+            ]
         else:
-            specs.append(FieldSpec(item.name, hints[item.name]))
+            specs.append(FieldSpec(item.name, hints[item.name], item.metadata, item.name in shared))
     return specs
 
 
 def all_fields() -> dict[str, FieldSpec]:
+    """Every field of every registered stage, each once (as the first stage that has it declares it)."""
     union: dict[str, FieldSpec] = {}
-    for cls in STAGE_CONFIGS.values():
-        union.update({spec.name: spec for spec in stage_fields(cls) if spec.name not in union})
+    for stage in all_stages():
+        union.update({spec.name: spec for spec in stage_fields(stage.config) if spec.name not in union})
     return union
 
 
-def section(name: str) -> str:
-    if name in BASIC:
+def section(spec: FieldSpec) -> str:
+    if spec.meta["basic"]:
         return "basic"
-    if name.startswith("lora.") or name == "quantization":
+    if spec.name.startswith("lora.") or spec.name == "quantization":
         return "lora"
-    return "shared" if name in {item.name for item in fields(JobConfig)} else "stage"
+    return "shared" if spec.shared else "stage"
 
 
 # ---------------------------------------------------------------- values <-> widgets
@@ -174,7 +140,7 @@ class SettingsForm:
         self._build()
 
     def _build(self) -> None:
-        by_section = {key: [s for s in self.specs.values() if section(s.name) == key] for key in SECTIONS}
+        by_section = {key: [s for s in self.specs.values() if section(s) == key] for key in SECTIONS}
         with gr.Row(equal_height=True):
             for spec in by_section["basic"]:
                 self.widgets[spec.name] = self._widget(spec)
@@ -196,8 +162,8 @@ class SettingsForm:
         if spec.name == "quantization":
             info = "Loads the frozen base in 4 or 8 bits to save GPU memory." if self.cuda else NO_CUDA
             return gr.Radio(list(QUANTIZATION_CHOICES), interactive=self.cuda, info=info, **common)
-        if spec.name in CHOICES:
-            return gr.Dropdown(list(CHOICES[spec.name]), **common)
+        if spec.choices:
+            return gr.Dropdown(list(spec.choices), **common)
         if spec.base is bool:
             if spec.optional:
                 return gr.Radio([AUTO, YES, NO], **common)
@@ -209,7 +175,7 @@ class SettingsForm:
 
     def show(self, stage: str, values: dict[str, Any]) -> dict:
         """Updates that show `stage`'s fields with `values`, its help strings as info, and hide the rest."""
-        cls = STAGE_CONFIGS[stage]
+        cls = get_stage(stage).config
         names = {spec.name for spec in stage_fields(cls)}
         helps = field_help(cls)
         updates: dict = {}
@@ -220,8 +186,8 @@ class SettingsForm:
             info = NO_CUDA if name == "quantization" and not self.cuda else helps.get(name, "")
             value = to_widget(self.specs[name], values.get(name))
             updates[widget] = gr.update(visible=True, value=value, info=info)
-        has_own = any(section(name) == "stage" for name in names)
-        title = STAGE_LABELS.get(stage, stage.upper())
+        has_own = any(section(self.specs[name]) == "stage" for name in names)
+        title = stage_label(stage)
         updates[self.stage_box] = gr.update(visible=has_own, label=f"{title} settings")
         return updates
 
@@ -231,9 +197,9 @@ class SettingsForm:
         return {key: value for key, value in flatten(config.to_dict()).items() if key in names}
 
     def defaults(self, stage: str) -> dict[str, Any]:
-        return self.from_config(STAGE_CONFIGS[stage]())
+        return self.from_config(get_stage(stage).config())
 
     def read(self, stage: str, inputs: dict) -> dict[str, Any]:
         """The flat values of `stage`'s fields from an event's inputs (a dict keyed by widget)."""
-        names = [spec.name for spec in stage_fields(STAGE_CONFIGS[stage])]
+        names = [spec.name for spec in stage_fields(get_stage(stage).config)]
         return {name: from_widget(self.specs[name], inputs[self.widgets[name]]) for name in names}

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from rlhf_studio.commands import command_text, config_file_name, config_yaml, shell_lines
-from rlhf_studio.config import STAGE_CONFIGS, ConfigError, JobConfig, config_from_dict, load_config
-from rlhf_studio.data import list_datasets, stage_fit
+from rlhf_studio.config import ConfigError, JobConfig
+from rlhf_studio.data import list_datasets
 from rlhf_studio.models import BUNDLED_MODEL, RUN_PREFIX, default_model
-from rlhf_studio.monitor import MetricsReader, training_progress
-from rlhf_studio.pipelines import (
+from rlhf_studio.runner.commands import command_text, config_file_name, config_yaml, shell_lines
+from rlhf_studio.runner.monitor import MetricsReader, training_progress
+from rlhf_studio.runner.pipelines import (
     PIPELINES,
     PipelineRunner,
     available_pipelines,
@@ -26,38 +26,50 @@ from rlhf_studio.pipelines import (
     pipeline_title,
     placeholder_run_ids,
 )
-from rlhf_studio.runs import COMPLETED, run_dir
+from rlhf_studio.runner.runs import COMPLETED, run_dir
+from rlhf_studio.stages import (
+    POLICY,
+    REWARD_MODEL,
+    all_stages,
+    config_from_dict,
+    find_stage,
+    get_stage,
+    load_config,
+    stage_fit,
+    stage_label,
+    stage_names,
+    stages_producing,
+)
 from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
 from rlhf_studio.ui.monitor_view import pipeline_html, progress_html, queue_note
-from rlhf_studio.ui.settings_form import STAGE_LABELS, SettingsForm, nest
+from rlhf_studio.ui.settings_form import SettingsForm, nest
 
-LANGUAGE_MODEL_STAGES = ("sft", "dpo", "ppo")  # runs whose model a later stage can start from
 REFRESH_SECONDS = 2.0
 IDLE = '<p style="opacity:0.8">No training is running.</p>'
 
 
 def stage_choices() -> list[tuple[str, str]]:
-    singles = [(STAGE_LABELS.get(stage, stage.upper()), stage) for stage in STAGE_CONFIGS]
+    singles = [(stage.label, stage.name) for stage in all_stages()]
     return singles + [(pipeline_title(name), name) for name in available_pipelines()]
 
 
 def stage_note(selection: str) -> str:
     """One line under the stage picker: the config class's summary, or what a pipeline chains."""
-    if selection in STAGE_CONFIGS:
-        summary = " ".join((STAGE_CONFIGS[selection].__doc__ or "").split())
-        return f"**{STAGE_LABELS.get(selection, selection)}:** {summary}"
-    stages = [STAGE_LABELS.get(stage, stage) for stage in pipeline_stages(selection)]
+    stage = find_stage(selection)
+    if stage is not None:
+        return f"**{stage.label}:** {stage.summary}"
+    stages = [stage_label(name) for name in pipeline_stages(selection)]
     scored = any(link.reward_model_from for link in PIPELINES[selection])
     return (
         f"**Pipeline:** {', then '.join(stages)}; each stage starts from the model of the stage before it"
-        + (", and PPO scores with the reward-model run" if scored else "")
+        + (", and the reward-model run scores the RL stage" if scored else "")
         + ". Pick one dataset per stage; a failed or stopped stage ends the pipeline."
     )
 
 
 def stages_of(selection: str) -> list[str]:
-    return [selection] if selection in STAGE_CONFIGS else pipeline_stages(selection)
+    return [selection] if find_stage(selection) else pipeline_stages(selection)
 
 
 def finished_runs(runner: PipelineRunner) -> list:
@@ -76,7 +88,7 @@ def run_choices(finished: list, stages: tuple[str, ...]) -> list[tuple[str, str]
 
 def model_choices(finished: list) -> list:
     base = [default_model()] + ([BUNDLED_MODEL] if default_model() != BUNDLED_MODEL else [])
-    return base + run_choices(finished, LANGUAGE_MODEL_STAGES)
+    return base + run_choices(finished, stages_producing(POLICY))
 
 
 def dataset_picker(runner: PipelineRunner, stage: str, current: str | None) -> tuple[dict, list[str]]:
@@ -97,7 +109,7 @@ class TrainTab:
 
     def __init__(self, runner: PipelineRunner, reader: MetricsReader) -> None:
         self.runner, self.reader = runner, reader
-        first = next(iter(STAGE_CONFIGS))
+        first = stage_names()[0]
         self.launched = gr.State({})  # {"run": id} or {"pipeline": id}: what this browser started
         self.editing = gr.State(first)  # the stage the form shows
         self.values = gr.State({})  # stage -> flat form values the user set
@@ -128,11 +140,11 @@ class TrainTab:
                     self.datasets = {
                         stage: gr.Dropdown(
                             [],
-                            label=f"{STAGE_LABELS.get(stage, stage.upper())} data",
+                            label=f"{stage_label(stage)} data",
                             visible=stage == first,
                             elem_id=f"train-data-{stage}",
                         )
-                        for stage in STAGE_CONFIGS
+                        for stage in stage_names()
                     }
                 self.data_note = gr.Markdown(elem_id="train-data-note")
             with gr.Column(scale=2, variant="panel"):
@@ -161,8 +173,8 @@ class TrainTab:
         stages = stages_of(selection)
         finished = finished_runs(self.runner)
         updates: dict = {self.model: gr.update(choices=model_choices(finished))}
-        reward_needed = "reward_model" in STAGE_CONFIGS[stages[0]].__dataclass_fields__
-        rewards = run_choices(finished, ("rm",)) if reward_needed else []
+        reward_needed = "reward_model" in get_stage(stages[0]).config.__dataclass_fields__
+        rewards = run_choices(finished, stages_producing(REWARD_MODEL)) if reward_needed else []
         current = inputs.get(self.reward)  # kept if typed in (a folder) or still offered; else the newest
         keep = current and (not current.startswith(RUN_PREFIX) or current in [v for _, v in rewards])
         updates[self.reward] = gr.update(
@@ -179,7 +191,7 @@ class TrainTab:
             updates[dropdown] = {**update, "visible": True}
             if not update["choices"]:
                 notes.append(
-                    f"**No dataset in the library fits {STAGE_LABELS.get(stage, stage)}.** "
+                    f"**No dataset in the library fits {stage_label(stage)}.** "
                     "Import one in the Data tab." + "".join(f"\n- {reason}" for reason in reasons)
                 )
         updates[self.data_note] = "\n\n".join(notes)
@@ -193,7 +205,7 @@ class TrainTab:
             self.editing: editing,
             self.values: values,
             self.settings_for: gr.update(
-                choices=[(STAGE_LABELS.get(s, s), s) for s in stages], value=editing, visible=len(stages) > 1
+                choices=[(stage_label(s), s) for s in stages], value=editing, visible=len(stages) > 1
             ),
         }
 
@@ -232,7 +244,7 @@ class TrainTab:
             data.update(
                 stage=stage, model=inputs[self.model] or "", dataset=inputs[self.datasets[stage]] or ""
             )
-            if len(stages) == 1 and "reward_model" in STAGE_CONFIGS[stage].__dataclass_fields__:
+            if len(stages) == 1 and "reward_model" in get_stage(stage).config.__dataclass_fields__:
                 data["reward_model"] = inputs[self.reward] or ""
             try:
                 configs.append(config_from_dict(data))

@@ -84,11 +84,11 @@ def arm(fault: dict, marker: Path) -> None:
 
         wrap(common, "load_model_chain", fault, marker)
     elif phase == "generation":
-        from rlhf_studio.training import ppo_step
+        from rlhf_studio.training.ppo import step as ppo_step
 
         wrap(ppo_step, "sample_in_chunks", fault, marker)
     elif phase == "ppo_checkpoint_write":
-        from rlhf_studio.training import ppo_checkpoint
+        from rlhf_studio.training.ppo import checkpoint as ppo_checkpoint
 
         wrap(ppo_checkpoint, "save_file", fault, marker, after=True)
     elif phase in ("training_step", "checkpoint_save"):
@@ -118,9 +118,9 @@ def arm_trainer(fault: dict, marker: Path) -> None:
 
 
 def install(plan: Path) -> None:
-    import rlhf_studio.training_cli as cli
+    import rlhf_studio.runner.child as child
 
-    real_run_stage_for = cli.run_stage_for
+    real_run_stage_for = child.run_stage_for
 
     def run_stage_for(config, folder, workspace, resume_from):
         faults = json.loads(plan.read_text()) if plan.is_file() else {}
@@ -128,7 +128,7 @@ def install(plan: Path) -> None:
             arm(fault, Path(f"{plan}.{folder.name}.{fault['phase']}"))
         return real_run_stage_for(config, folder, workspace, resume_from)
 
-    cli.run_stage_for = run_stage_for
+    child.run_stage_for = run_stage_for
 
 
 def is_training_process() -> bool:

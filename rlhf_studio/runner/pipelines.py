@@ -28,10 +28,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rlhf_studio.config import STAGE_CONFIGS, ConfigError, JobConfig, config_errors, config_from_dict
-from rlhf_studio.jobs import JobManager, QueueFull
+from rlhf_studio.config import ConfigError, JobConfig
 from rlhf_studio.models import BUNDLED_FOLDER, BUNDLED_MODEL, RUN_PREFIX, bundled_gguf_path
-from rlhf_studio.runs import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RESUMABLE_STATES, RunError, now_iso
+from rlhf_studio.runner.jobs import JobManager, QueueFull
+from rlhf_studio.runner.runs import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    RESUMABLE_STATES,
+    RunError,
+    now_iso,
+)
+from rlhf_studio.stages import config_errors, config_from_dict, find_stage, stage_label
 from rlhf_studio.workspace import Workspace, write_json_atomic
 
 POLL_SECONDS = 1.0
@@ -62,7 +71,7 @@ PIPELINES: dict[str, tuple[StageLink, ...]] = {
 
 def available_pipelines() -> list[str]:
     """Pipelines whose every stage the engine can train."""
-    return [name for name, links in PIPELINES.items() if all(link.stage in STAGE_CONFIGS for link in links)]
+    return [name for name, links in PIPELINES.items() if all(find_stage(link.stage) for link in links)]
 
 
 def pipeline_stages(name: str) -> list[str]:
@@ -72,7 +81,7 @@ def pipeline_stages(name: str) -> list[str]:
 
 
 def pipeline_title(name: str) -> str:
-    return " → ".join(stage.upper() for stage in pipeline_stages(name))
+    return " → ".join(stage_label(stage) for stage in pipeline_stages(name))
 
 
 # ---------------------------------------------------------------- checks before anything starts

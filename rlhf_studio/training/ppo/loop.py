@@ -14,7 +14,7 @@ log-probs are those of the tempered full distribution; advantages are whitened p
 
 run_dir/metrics.jsonl   objective/*, policy/*, loss/*, val/*, response/*, beta, time/*, warnings per step
 run_dir/samples.jsonl   a few prompts, responses and scores every `sample_steps` steps
-run_dir/warnings.jsonl  health alarms as they start (see ppo_health)
+run_dir/warnings.jsonl  health alarms as they start (see health.py)
 run_dir/model/          the final policy (model or LoRA adapter) and tokenizer; value_model/ optionally
 """
 
@@ -28,9 +28,9 @@ from types import SimpleNamespace
 
 import torch
 
-from rlhf_studio.config import PPOJobConfig
 from rlhf_studio.data import load_split
 from rlhf_studio.models import device_precision
+from rlhf_studio.stages.ppo import PPOJobConfig
 from rlhf_studio.training.callbacks import (
     GracefulStop,
     MetricsLog,
@@ -39,13 +39,13 @@ from rlhf_studio.training.callbacks import (
     trim_metrics,
 )
 from rlhf_studio.training.common import cpu_only
-from rlhf_studio.training.ppo_checkpoint import load_checkpoint, save_checkpoint, save_models
-from rlhf_studio.training.ppo_core import KLController
-from rlhf_studio.training.ppo_data import load_prompts, prompt_text, sft_batches, step_prompts
-from rlhf_studio.training.ppo_health import HealthMonitor, non_finite
-from rlhf_studio.training.ppo_models import load_ppo_models
-from rlhf_studio.training.ppo_rollout import RewardFn, SamplingSettings
-from rlhf_studio.training.ppo_step import collect_rollout, compute_advantages, ppo_update, step_metrics
+from rlhf_studio.training.ppo.checkpoint import load_checkpoint, save_checkpoint, save_models
+from rlhf_studio.training.ppo.core import KLController
+from rlhf_studio.training.ppo.data import load_prompts, prompt_text, sft_batches, step_prompts
+from rlhf_studio.training.ppo.health import HealthMonitor, non_finite
+from rlhf_studio.training.ppo.models import load_ppo_models
+from rlhf_studio.training.ppo.rollout import RewardFn, SamplingSettings
+from rlhf_studio.training.ppo.step import collect_rollout, compute_advantages, ppo_update, step_metrics
 from rlhf_studio.workspace import Workspace
 
 SAMPLES_FILE, WARNINGS_FILE = "samples.jsonl", "warnings.jsonl"

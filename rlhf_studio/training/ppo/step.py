@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from rlhf_studio.training.callbacks import NonFiniteLossError
-from rlhf_studio.training.ppo_core import (
+from rlhf_studio.training.ppo.core import (
     Rewards,
     explained_variance,
     gae,
@@ -30,9 +30,9 @@ from rlhf_studio.training.ppo_core import (
     value_loss,
     whiten,
 )
-from rlhf_studio.training.ppo_health import distinct_ratio
-from rlhf_studio.training.ppo_models import PPOModels
-from rlhf_studio.training.ppo_rollout import (
+from rlhf_studio.training.ppo.health import distinct_ratio
+from rlhf_studio.training.ppo.models import PPOModels
+from rlhf_studio.training.ppo.rollout import (
     SamplingSettings,
     critic_values,
     decode_responses,

@@ -17,7 +17,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 
-from rlhf_studio.runs import (
+from rlhf_studio.runner.processes import stop_detached
+from rlhf_studio.runner.runs import (
     LOG_FILE,
     RunError,
     delete_run,
@@ -27,7 +28,6 @@ from rlhf_studio.runs import (
     read_status,
     run_dir,
 )
-from rlhf_studio.training_cli import stop_detached
 from rlhf_studio.workspace import Workspace
 
 COLUMNS = ("run_id", "stage", "state", "model", "dataset", "parent", "started", "duration", "metric")

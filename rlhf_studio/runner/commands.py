@@ -10,8 +10,8 @@ and running the printed line trains the same run. RLHF_STUDIO_HOME is part of th
 model and a dataset name only mean something inside this workspace.
 
 The cluster lines name the accelerate configs in the repository's configs/accelerate/ (DDP, FSDP2, DeepSpeed
-ZeRO-2/3), relative to the studio's folder, where they are run from. SFT, reward model and DPO are TRL
-trainers and take all four; the studio's own PPO loop is tested under DDP only, so it is offered DDP only.
+ZeRO-2/3), relative to the studio's folder, where they are run from. A stage that runs under fewer of them
+says so in its `launch` (PPO, the studio's own loop: DDP only).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf_studio.config import JobConfig, save_config
+from rlhf_studio.stages import find_stage
 from rlhf_studio.workspace import Workspace
 
 EXAMPLE_GPU_COUNT = 2  # what the multi-GPU line shows on a machine with fewer GPUs than that
@@ -33,9 +34,6 @@ CLUSTER_CONFIGS = {
     "deepspeed_zero2": "DeepSpeed ZeRO-2: optimizer state and gradients sharded (pip install deepspeed)",
     "deepspeed_zero3": "DeepSpeed ZeRO-3: parameters sharded too (pip install deepspeed)",
 }
-# The studio's own PPO loop is tested under DDP only: its rollouts sample with the bare policy module, outside
-# the accelerate wrapper, which sharded weights (FSDP, ZeRO-3) do not allow.
-DDP_ONLY_STAGES = ("ppo",)
 MULTI_NODE_FLAGS = (
     "--num_machines 2 --machine_rank 0 --main_process_ip MAIN_MACHINE_IP --main_process_port 29500"
 )
@@ -85,8 +83,9 @@ def accelerate_command(file_name: str, workspace: Workspace, processes: int) -> 
 
 
 def cluster_configs(stage: str) -> tuple[str, ...]:
-    """The accelerate configs a stage can be launched with."""
-    return ("ddp",) if stage in DDP_ONLY_STAGES else tuple(CLUSTER_CONFIGS)
+    """The accelerate configs a stage can be launched with (its `launch`; every one unless it says)."""
+    known = find_stage(stage)
+    return known.launch if known and known.launch else tuple(CLUSTER_CONFIGS)
 
 
 def cluster_command(file_name: str, workspace: Workspace, processes: int, kind: str) -> str:

@@ -12,7 +12,7 @@ One run is one folder, runs/<run_id>/ in the workspace:
 A run id reads as `<date>-<time>-<stage>-<4 hex>`, e.g. 20261122-141501-dpo-3f2a: sortable by creation time,
 readable, and made unique by creating its folder with `mkdir(exist_ok=False)`.
 
-Nothing here knows about processes: `rlhf_studio.jobs` runs them, `rlhf_studio.training_cli` is the child.
+Nothing here knows about processes: jobs.py runs them, child.py is the child.
 """
 
 from __future__ import annotations

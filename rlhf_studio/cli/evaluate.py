@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 
-from rlhf_studio.config import load_config
 from rlhf_studio.data import DataError
 from rlhf_studio.evaluation.report import (
     card_markdown,
@@ -29,7 +28,8 @@ from rlhf_studio.evaluation.settings import WinRateSettings
 from rlhf_studio.evaluation.specs import EvaluationError, as_spec
 from rlhf_studio.evaluation.store import run_id_of, save_eval
 from rlhf_studio.models import ModelError
-from rlhf_studio.runs import RunError, run_dir
+from rlhf_studio.runner.runs import RunError, run_dir
+from rlhf_studio.stages import load_config
 from rlhf_studio.workspace import Workspace
 
 REFUSALS = (EvaluationError, DataError, ModelError, RunError, FileNotFoundError)

@@ -1,9 +1,8 @@
-"""The `train` command: the process that trains one run, from a terminal or started by the job runner.
+"""The training child: the process that trains one run, started by the job runner or from a terminal.
 
-    python -m rlhf_studio train CONFIG.yaml                  # a terminal: makes a new run folder
-    python -m rlhf_studio train RUN/config.yaml --run-dir RUN [--resume]      # what the job runner starts
-    accelerate launch --num_processes 2 -m rlhf_studio train CONFIG.yaml     # several processes, one run
+    train(TrainRequest(Path("RUN/config.yaml"), run_dir=Path("RUN"), resume=False))   # the exit code
 
+`python -m rlhf_studio train` (cli/train.py) calls `train`; so does every process of an `accelerate launch`.
 While it runs, this process owns RUN/status.json: `running` with its pid and process group, a heartbeat every
 HEARTBEAT_SECONDS from a thread, then `completed` with the stage's summary, `failed` with the error class and
 a message (Python error, out of memory, NaN/Inf loss) or `cancelled` (SIGTERM or Ctrl-C), each with the last
@@ -12,33 +11,27 @@ in the temp folder, whatever the workspace; $RLHF_STUDIO_TRAINING_LOCK names ano
 training, whoever starts it and from whichever workspace or app, waits for the first.
 
 Under `accelerate launch` only the main process makes the run folder, takes the lock and writes the status;
-it then sends the folder to the other ranks, so all of them train into one run.
-
-The end of the module sees that process from outside, for the job runner and `runs stop`: is a recorded pid
-still this run's training (its command line and a fresh heartbeat), and how to stop it (SIGTERM to its process
-group, SIGKILL after GRACE_SECONDS).
+it then sends the folder to the other ranks, so all of them train into one run. How the process is seen and
+stopped from outside (the job runner, `runs stop`) is processes.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import logging
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlhf_studio.config import JobConfig, load_config, save_config, validate
-from rlhf_studio.runs import (
-    ACTIVE_STATES,
+from rlhf_studio.config import JobConfig, save_config
+from rlhf_studio.runner.runs import (
     CANCELLED,
     COMPLETED,
     CONFIG_FILE,
@@ -46,9 +39,7 @@ from rlhf_studio.runs import (
     LOG_FILE,
     QUEUED,
     RUNNING,
-    STOP_REQUEST_FILE,
     RunError,
-    RunStatus,
     create_run,
     finish_status,
     init_run_folder,
@@ -56,18 +47,25 @@ from rlhf_studio.runs import (
     now_iso,
     read_status,
     run_dir,
-    seconds_since,
     update_status,
 )
+from rlhf_studio.stages import load_config, validate
 from rlhf_studio.workspace import Workspace
 
 HEARTBEAT_SECONDS = 3.0
-STALE_HEARTBEAT_SECONDS = 60.0  # this much silence means the process is gone or hung
-GRACE_SECONDS = 5.0  # a stop sends SIGTERM, then SIGKILL to the whole process group after this
 TRAINING_LOCK_ENV = "RLHF_STUDIO_TRAINING_LOCK"  # path of the lock file, instead of the default
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger("rlhf_studio.train")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What to train: a config file, the run folder (None: a new one) and whether to resume it."""
+
+    config: Path
+    run_dir: Path | None = None
+    resume: bool = False
 
 
 class StatusWriter:
@@ -121,31 +119,24 @@ def training_lock(on_wait: Callable[[], None]) -> Iterator[None]:
         yield  # the kernel drops the lock when the process dies, however it dies
 
 
-def add_train_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train one stage from a config file into a run folder")
-    parser.add_argument("config", type=Path, help="job config (YAML), e.g. a run's config.yaml")
-    parser.add_argument("--run-dir", type=Path, help="use this run folder instead of making a new one")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
-    parser.set_defaults(func=train_command)
-
-
-def train_command(args: argparse.Namespace) -> int:
+def train(request: TrainRequest) -> int:
+    """Train `request` in this process (and the other ranks of an `accelerate launch`); the exit code."""
     from rlhf_studio.training.common import process_state
 
     state = process_state()  # joins the processes of an `accelerate launch` (gloo on a CPU), else a no-op
     workspace = Workspace.from_env()
     if state.is_main_process:
-        return train_main_process(args, workspace, distributed=state.num_processes > 1)
-    return train_other_process(args, workspace)
+        return train_main_process(request, workspace, distributed=state.num_processes > 1)
+    return train_other_process(request, workspace)
 
 
-def train_main_process(args: argparse.Namespace, workspace: Workspace, distributed: bool) -> int:
+def train_main_process(request: TrainRequest, workspace: Workspace, distributed: bool) -> int:
     try:
-        config, folder = prepare_run(args, workspace)
+        config, folder = prepare_run(request, workspace)
     except Exception as error:  # a bad config or folder: nothing was trained, say why and stop
         if distributed:
             share_with_other_processes([None, None])
-        report_unusable(args.run_dir, error)
+        report_unusable(request.run_dir, error)
         return 2
     setup_logging(folder / LOG_FILE)
     log.info("Run %s in %s", folder.name, folder)
@@ -155,8 +146,8 @@ def train_main_process(args: argparse.Namespace, workspace: Workspace, distribut
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         with training_lock(on_wait=lambda: waiting_for_lock(status)):
-            resume_from = newest_checkpoint(folder) if args.resume else None
-            start_running(status, folder, resume_from, args.resume)
+            resume_from = newest_checkpoint(folder) if request.resume else None
+            start_running(status, folder, resume_from, request.resume)
             if distributed:
                 share_with_other_processes([str(folder), str(resume_from) if resume_from else None])
             summary = run_stage_for(config, folder, workspace, resume_from)
@@ -174,9 +165,9 @@ def train_main_process(args: argparse.Namespace, workspace: Workspace, distribut
     return 0
 
 
-def train_other_process(args: argparse.Namespace, workspace: Workspace) -> int:
+def train_other_process(request: TrainRequest, workspace: Workspace) -> int:
     setup_logging(None, logging.WARNING)
-    config = load_config(args.config)
+    config = load_config(request.config)
     folder, resume_from = share_with_other_processes([None, None])
     if folder is None:
         return 2  # the main process could not set the run up and says why
@@ -184,17 +175,17 @@ def train_other_process(args: argparse.Namespace, workspace: Workspace) -> int:
     return 0
 
 
-def prepare_run(args: argparse.Namespace, workspace: Workspace) -> tuple[JobConfig, Path]:
+def prepare_run(request: TrainRequest, workspace: Workspace) -> tuple[JobConfig, Path]:
     """Load and check the config, then find (runner) or create (terminal) the run folder."""
-    config = load_config(args.config)
+    config = load_config(request.config)
     validate(config, workspace)  # before making a folder: a bad dataset or model name is no run
-    if args.run_dir is None:
+    if request.run_dir is None:
         return config, run_dir(workspace, create_run(workspace, config))
-    folder = args.run_dir.resolve()
+    folder = request.run_dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     if read_status(folder) is None:
         init_run_folder(folder, config)
-    elif args.config.resolve() != folder / CONFIG_FILE:
+    elif request.config.resolve() != folder / CONFIG_FILE:
         save_config(config, folder / CONFIG_FILE)
     return config, folder
 
@@ -273,82 +264,3 @@ def stderr_is(path: Path) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
-
-
-# ---------------------------------------------------------------- seen from outside
-
-
-def process_command(pid: int) -> str | None:
-    """The command line of a live process, or None if it does not exist or is a zombie."""
-    proc = Path(f"/proc/{pid}")
-    if Path("/proc/self").exists():
-        try:
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            return None
-        return None if state in ("Z", "X") else command
-    result = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
-    fields = result.stdout.strip().split(None, 1)
-    if result.returncode != 0 or len(fields) < 2 or fields[0].startswith("Z"):
-        return None
-    return fields[1]
-
-
-def is_training_command(command: str | None) -> bool:
-    return command is not None and "rlhf_studio" in command and " train " in f"{command} "
-
-
-def training_alive(status: RunStatus) -> bool:
-    """Whether the process recorded in a status is still that run's training, beating its heartbeat."""
-    if not status.pid or not is_training_command(process_command(status.pid)):
-        return False
-    age = seconds_since(status.heartbeat)
-    return age is not None and age < STALE_HEARTBEAT_SECONDS
-
-
-def signal_group(pgid: int, signum: int) -> None:
-    """Signal every process of a group; a job's child leads its own group."""
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def signal_run(status: RunStatus, signum: int) -> None:
-    """Signal a run started elsewhere: its process group, or only its process if that group is ours
-    (a run started from this very shell without job control shares it)."""
-    if status.pgid and status.pgid != os.getpgrp():
-        signal_group(status.pgid, signum)
-        return
-    try:
-        os.kill(status.pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while process_command(pid) is not None:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def stop_detached(workspace: Workspace, run_id: str) -> RunStatus:
-    """Stop a run that another process started (the CLI's `runs stop`): signal the recorded process group."""
-    folder = run_dir(workspace, run_id)
-    status = read_status(folder)
-    if status is None or status.state not in ACTIVE_STATES:
-        raise RunError(f"Run {run_id} is {status.state if status else 'unknown'}, not queued or running.")
-    (folder / STOP_REQUEST_FILE).touch()  # the app that owns the child reports cancelled, not "killed"
-    if status.pid and process_command(status.pid) is not None:
-        signal_run(status, signal.SIGTERM)
-        if not wait_gone(status.pid, GRACE_SECONDS):
-            signal_run(status, signal.SIGKILL)
-            wait_gone(status.pid, GRACE_SECONDS)
-    status = read_status(folder)
-    if status is not None and status.state in ACTIVE_STATES:
-        status = finish_status(folder, CANCELLED, message="Stopped by the user.")
-    return status

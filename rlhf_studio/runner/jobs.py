@@ -45,8 +45,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlhf_studio.config import JobConfig, validate
-from rlhf_studio.runs import (
+from rlhf_studio.config import JobConfig
+from rlhf_studio.runner.processes import (
+    GRACE_SECONDS,
+    process_command,
+    signal_group,
+    stop_detached,
+    training_alive,
+)
+from rlhf_studio.runner.runs import (
     ACTIVE_STATES,
     CANCELLED,
     COMPLETED,
@@ -72,13 +79,7 @@ from rlhf_studio.runs import (
     run_dir,
     update_status,
 )
-from rlhf_studio.training_cli import (
-    GRACE_SECONDS,
-    process_command,
-    signal_group,
-    stop_detached,
-    training_alive,
-)
+from rlhf_studio.stages import validate
 from rlhf_studio.workspace import Workspace
 
 POLL_SECONDS = 0.25

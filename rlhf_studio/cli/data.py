@@ -22,7 +22,7 @@ from rlhf_studio.data.detect import parse_column_map
 from rlhf_studio.data.layouts import LAYOUTS_BY_NAME
 from rlhf_studio.data.library import import_dataset
 from rlhf_studio.data.problems import DataError, listed
-from rlhf_studio.data.stages import STAGES, stage_fit
+from rlhf_studio.stages import stage_fit, stage_names
 from rlhf_studio.workspace import Workspace
 
 EXIT_OK, EXIT_UNUSABLE, EXIT_WRONG_STAGE = 0, 1, 3
@@ -58,7 +58,9 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_file_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="a .jsonl, .json, .csv, .tsv or .parquet file")
-    parser.add_argument("--stage", choices=STAGES, help="also check that the data fits this training stage")
+    parser.add_argument(
+        "--stage", choices=stage_names(), help="also check that the data fits this training stage"
+    )
     parser.add_argument(
         "--format", choices=sorted(LAYOUTS_BY_NAME), help="skip detection and use this layout"
     )
@@ -180,7 +182,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for tests and `python -m rlhf_studio.data.cli data check FILE`."""
+    """The data commands alone, for tests and `python -m rlhf_studio.cli.data data check FILE`."""
     parser = argparse.ArgumentParser(prog="rlhf_studio")
     add_data_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rlhf_studio.training.ppo_core import entropy_from_logits, response_mask
+from rlhf_studio.training.ppo.core import entropy_from_logits, response_mask
 
 
 @dataclass

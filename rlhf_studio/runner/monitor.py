@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from rlhf_studio.runs import METRICS_FILE, RunStatus, seconds_since
+from rlhf_studio.runner.runs import METRICS_FILE, RunStatus, seconds_since
 
 WARNINGS_FILE = "warnings.jsonl"
 SAMPLES_FILE = "samples.jsonl"

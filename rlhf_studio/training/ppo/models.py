@@ -32,7 +32,7 @@ from rlhf_studio.training.common import (
     lora_config,
     model_load_kwargs,
 )
-from rlhf_studio.training.ppo_rollout import RewardFn, RewardModelScorer, critic_values, response_logits
+from rlhf_studio.training.ppo.rollout import RewardFn, RewardModelScorer, critic_values, response_logits
 from rlhf_studio.workspace import Workspace
 
 
