@@ -1,10 +1,10 @@
 """Each stage's default settings on the bundled model and the demo data: wall time and whether it learns.
 
-    python bench/demo_defaults.py [--stages sft rm dpo ppo] [--sft-run ID] [--rm-run ID]
+    python bench/demo_defaults.py [--stages sft rm dpo kto ppo] [--sft-run ID] [--rm-run ID]
 
 Runs the chain the README promises, one stage after another as `python -m rlhf_studio train` children (the
-runner's path): SFT on demo SFT data, then a reward model, DPO and PPO each from the SFT run (PPO scored by
-the RM run). Every config is the stage's defaults with only model, dataset and reward model filled in.
+runner's path): SFT on demo SFT data, then a reward model, DPO, KTO and PPO each from the SFT run (PPO
+scored by the RM run). Every config is the stage's defaults with only model, dataset and reward model set.
 Prints per stage the wall time (process start included; target <= 10 min, PPO <= 15 min on a 2-core CPU)
 and the first and last value of the metrics that show learning. `--sft-run` / `--rm-run` reuse finished runs.
 Uses $RLHF_STUDIO_HOME (default ./workspace); converts the bundled model and imports the demo data if needed.
@@ -28,15 +28,15 @@ from rlhf_studio.runner.runs import create_run_dir  # noqa: E402
 from rlhf_studio.stages import get_stage  # noqa: E402
 from rlhf_studio.workspace import Workspace  # noqa: E402
 
-DATASETS = {"sft": "demo-sft", "rm": "demo-preference", "dpo": "demo-preference", "ppo": "demo-prompts"}
-LEARNING = {  # metric -> which way is better
-    "sft": {"eval_loss": "down", "loss": "down"},
-    "rm": {"eval_accuracy": "up", "eval_margin": "up"},
-    "dpo": {"eval_rewards/margins": "up", "eval_rewards/accuracies": "up", "rewards/margins": "up"},
-    "ppo": {"objective/scores": "up", "objective/kl": "bounded", "objective/rlhf_reward": "up"},
+DATASETS = {
+    "sft": "demo-sft",
+    "rm": "demo-preference",
+    "dpo": "demo-preference",
+    "kto": "demo-preference",  # each pair: one desirable and one undesirable reply
+    "ppo": "demo-prompts",
 }
 EVAL_PROMPTS = "demo-eval-prompts"  # held out from every stage, for win rates (bench/eval_demo.py)
-LIMITS = {"sft": 600, "rm": 600, "dpo": 600, "ppo": 900}  # seconds
+LIMITS = {"sft": 600, "rm": 600, "dpo": 600, "kto": 600, "ppo": 900}  # seconds
 
 
 def import_demo(workspace: Workspace) -> None:
@@ -76,7 +76,7 @@ def curve(folder: Path, metric: str) -> tuple[float, float, int] | None:
 def report(workspace: Workspace, stage: str, run_id: str, seconds: float) -> None:
     verdict = "ok" if seconds <= LIMITS[stage] else f"OVER {LIMITS[stage]} s"
     print(f"{stage:>4}: {run_id}  {seconds:6.0f} s  ({verdict})")
-    for metric, better in LEARNING[stage].items():
+    for metric, better in get_stage(stage).learning.items():
         found = curve(workspace.runs_dir / run_id, metric)
         if found:
             first, last, count = found

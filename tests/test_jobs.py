@@ -389,7 +389,7 @@ def test_cli_train_in_a_terminal_and_runs_stop_from_another(workspace, config_fi
 
 
 def test_training_children_do_not_inherit_the_sign_in_secrets(workspace, monkeypatch):
-    from rlhf_studio.runner.jobs import child_env
+    from rlhf_studio.runner.processes import child_env
 
     monkeypatch.setenv("RLHF_STUDIO_PASSWORD", "s3cret")
     monkeypatch.setenv("RLHF_STUDIO_USERS_FILE", "/etc/studio-users")

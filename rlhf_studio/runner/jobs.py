@@ -48,6 +48,9 @@ from pathlib import Path
 from rlhf_studio.config import JobConfig
 from rlhf_studio.runner.processes import (
     GRACE_SECONDS,
+    child_command,
+    child_env,
+    exit_failure,
     process_command,
     signal_group,
     stop_detached,
@@ -57,7 +60,6 @@ from rlhf_studio.runner.runs import (
     ACTIVE_STATES,
     CANCELLED,
     COMPLETED,
-    CONFIG_FILE,
     DELETING_PREFIX,
     FAILED,
     INTERRUPTED,
@@ -86,39 +88,8 @@ POLL_SECONDS = 0.25
 ENDED_UNREPORTED = "The training process ended without reporting."
 MAX_QUEUED = 32  # waiting runs; the running one is not counted
 MAX_QUEUED_ENV = "RLHF_STUDIO_MAX_QUEUED"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------- processes
-
-
-def child_command(python: str, folder: Path, resume: bool) -> list[str]:
-    command = [python, "-m", "rlhf_studio", "train", str(folder / CONFIG_FILE), "--run-dir", str(folder)]
-    return command + ["--resume"] if resume else command
-
-
-APP_SECRETS = ("RLHF_STUDIO_USERNAME", "RLHF_STUDIO_PASSWORD", "RLHF_STUDIO_USERS_FILE")  # the sign-in's
-
-
-def child_env(workspace: Workspace) -> dict[str, str]:
-    """The training child's environment: the app's, without the sign-in credentials it has no use for."""
-    env = {name: value for name, value in os.environ.items() if name not in APP_SECRETS}
-    env.update(RLHF_STUDIO_HOME=str(workspace.root), PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-def exit_failure(code: int) -> tuple[str, str]:
-    """(message, error type) for a child that ended without reporting a result."""
-    if code < 0:
-        name = signal.Signals(-code).name
-        message = f"The training process was killed by signal {name}."
-        if -code == signal.SIGKILL:
-            message += " Unless someone killed it, the system ran out of memory: try a smaller batch size."
-        return message, name
-    return f"The training process exited with code {code} without reporting a result.", "ExitCode"
 
 
 # ---------------------------------------------------------------- the manager

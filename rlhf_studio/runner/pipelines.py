@@ -66,6 +66,7 @@ PIPELINES: dict[str, tuple[StageLink, ...]] = {
         StageLink("ppo", model_from="sft", reward_model_from="rm"),
     ),
     "sft-dpo": (StageLink("sft"), StageLink("dpo", model_from="sft")),
+    "sft-kto": (StageLink("sft"), StageLink("kto", model_from="sft")),
 }
 
 

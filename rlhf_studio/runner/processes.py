@@ -1,6 +1,7 @@
-"""A training child seen from outside, for the job runner and `runs stop`: is a recorded pid still this
-run's training (its command line and a fresh heartbeat), and how to stop it (SIGTERM to its process group,
-SIGKILL after GRACE_SECONDS).
+"""A training child from outside, for the job runner and `runs stop`: the command line and environment it
+starts with, how its exit reads when it did not report, whether a recorded pid is still this run's training
+(its command line and a fresh heartbeat), and how to stop it (SIGTERM to its process group, SIGKILL after
+GRACE_SECONDS).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from rlhf_studio.runner.runs import (
     ACTIVE_STATES,
     CANCELLED,
+    CONFIG_FILE,
     STOP_REQUEST_FILE,
     RunError,
     RunStatus,
@@ -26,6 +28,32 @@ from rlhf_studio.workspace import Workspace
 
 STALE_HEARTBEAT_SECONDS = 60.0  # this much silence means the process is gone or hung
 GRACE_SECONDS = 5.0  # a stop sends SIGTERM, then SIGKILL to the whole process group after this
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds rlhf_studio/: the child imports it
+APP_SECRETS = ("RLHF_STUDIO_USERNAME", "RLHF_STUDIO_PASSWORD", "RLHF_STUDIO_USERS_FILE")  # the sign-in's
+
+
+def child_command(python: str, folder: Path, resume: bool) -> list[str]:
+    command = [python, "-m", "rlhf_studio", "train", str(folder / CONFIG_FILE), "--run-dir", str(folder)]
+    return command + ["--resume"] if resume else command
+
+
+def child_env(workspace: Workspace) -> dict[str, str]:
+    """The training child's environment: the app's, without the sign-in credentials it has no use for."""
+    env = {name: value for name, value in os.environ.items() if name not in APP_SECRETS}
+    env.update(RLHF_STUDIO_HOME=str(workspace.root), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def exit_failure(code: int) -> tuple[str, str]:
+    """(message, error type) for a child that ended without reporting a result."""
+    if code < 0:
+        name = signal.Signals(-code).name
+        message = f"The training process was killed by signal {name}."
+        if -code == signal.SIGKILL:
+            message += " Unless someone killed it, the system ran out of memory: try a smaller batch size."
+        return message, name
+    return f"The training process exited with code {code} without reporting a result.", "ExitCode"
 
 
 def process_command(pid: int) -> str | None:

@@ -7,10 +7,10 @@ everywhere. A stage's record is `STAGE` in its module; listing it here is the on
 from __future__ import annotations
 
 from rlhf_studio.config.base import ConfigError
-from rlhf_studio.stages import dpo, ppo, reward, sft
+from rlhf_studio.stages import dpo, kto, ppo, reward, sft
 from rlhf_studio.stages.base import Stage
 
-STAGES: list[Stage] = [sft.STAGE, reward.STAGE, dpo.STAGE, ppo.STAGE]
+STAGES: list[Stage] = [sft.STAGE, reward.STAGE, dpo.STAGE, kto.STAGE, ppo.STAGE]
 
 
 def all_stages() -> list[Stage]:

@@ -26,9 +26,9 @@ from rlhf_studio.chat import (
 from rlhf_studio.chat.generation import share_cpu
 from rlhf_studio.models import default_model
 from rlhf_studio.runner.pipelines import PipelineRunner
-from rlhf_studio.stages import POLICY, REWARD_MODEL, rlhf_stages, stages_producing
+from rlhf_studio.stages import POLICY, rlhf_stages, stages_producing
 from rlhf_studio.ui.errors import USER_ERRORS, user_errors
-from rlhf_studio.ui.train_tab import finished_runs, model_choices, run_choices
+from rlhf_studio.ui.pickers import finished_runs, model_choices, reward_choices, run_choices
 
 LETTERS = ("A", "B", "C")
 STATS_COLUMNS = ["model", "vs", "wins", "ties", "losses", "both bad", "win rate"]
@@ -87,6 +87,11 @@ class ChatTab:
     def __init__(self, runner: PipelineRunner, cache: ModelCache) -> None:
         self.runner, self.cache = runner, cache
         self.arena = gr.State(None)  # this browser's ChatArena
+        self._build_pickers()
+        self._build_conversation()
+        self._build_votes()
+
+    def _build_pickers(self) -> None:
         with gr.Row(equal_height=True):
             self.count = gr.Radio([2, 3], value=3, label="Panes", elem_id="chat-count", scale=1)
             self.blind = gr.Checkbox(
@@ -107,7 +112,7 @@ class ChatTab:
                     [],
                     allow_custom_value=True,
                     label=f"Pane {letter}",
-                    info="The base, a finished run (SFT, DPO, PPO), a hub id or a folder.",
+                    info="The base, a finished policy run, a hub id or a folder.",
                     elem_id=f"chat-model-{letter.lower()}",
                 )
                 for letter in LETTERS
@@ -121,6 +126,8 @@ class ChatTab:
                 self.max_new = gr.Number(128, precision=0, label="Max new tokens", minimum=1, maximum=2048)
                 self.seed = gr.Number(0, precision=0, label="Seed (same seed, same reply)")
                 self.greedy = gr.Checkbox(False, label="Greedy (always the most likely token)")
+
+    def _build_conversation(self) -> None:
         with gr.Row(equal_height=True):
             self.panes, self.footers = [], []
             for letter in LETTERS:
@@ -138,8 +145,11 @@ class ChatTab:
             self.regenerate = gr.Button("Regenerate (new seed)", elem_id="chat-regenerate", scale=1)
             self.clear = gr.Button("New conversation", elem_id="chat-clear", scale=1)
         self.status = gr.Markdown(elem_id="chat-status")
+
+    def _build_votes(self) -> None:
         gr.Markdown(
-            "### Vote: which reply is better? Votes become preference data for the next RM or DPO run."
+            "### Vote: which reply is better? "
+            "Votes become preference data for the next reward-model or policy run."
         )
         with gr.Row(equal_height=True):
             self.votes = {
@@ -166,9 +176,7 @@ class ChatTab:
             dropdown: gr.update(choices=choices, value=current or defaults[index], visible=index < count)
             for index, (dropdown, current) in enumerate(zip(self.models, picked, strict=True))
         }
-        updates[self.reward] = gr.update(
-            choices=[("none", "")] + run_choices(finished, stages_producing(REWARD_MODEL))
-        )
+        updates[self.reward] = gr.update(choices=[("none", "")] + reward_choices(finished))
         updates[self.stats] = stats_rows(self.runner.workspace)
         return updates
 

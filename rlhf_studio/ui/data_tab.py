@@ -37,22 +37,26 @@ def demo_sets() -> list[str]:
     return sorted(path.name for path in DEMO_DIR.glob("*.jsonl"))
 
 
+def source_inputs() -> tuple:
+    """The file upload, the demo picker, and the format and column-mapping overrides with their button."""
+    upload = gr.File(
+        label="Upload preference or SFT data (JSONL, JSON, CSV, TSV, Parquet)",
+        file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet"],
+    )
+    demo = gr.Dropdown(demo_sets(), value=None, label="…or pick a bundled demo set")
+    with gr.Accordion("Format and column mapping", open=False):
+        format_name = gr.Dropdown([AUTO, *FORMATS], value=AUTO, label="Format")
+        mapping = gr.Textbox(label="Column mapping", placeholder="prompt=question, chosen=good, rejected=bad")
+        recheck = gr.Button("Check again")
+    return upload, demo, format_name, mapping, recheck
+
+
 def build_data_tab(workspace: Workspace) -> None:
     checked_file = gr.State(None)
     checked_rows = gr.State([])
     with gr.Row():
         with gr.Column(scale=1):
-            upload = gr.File(
-                label="Upload preference or SFT data (JSONL, JSON, CSV, TSV, Parquet)",
-                file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet"],
-            )
-            demo = gr.Dropdown(demo_sets(), value=None, label="…or pick a bundled demo set")
-            with gr.Accordion("Format and column mapping", open=False):
-                format_name = gr.Dropdown([AUTO, *FORMATS], value=AUTO, label="Format")
-                mapping = gr.Textbox(
-                    label="Column mapping", placeholder="prompt=question, chosen=good, rejected=bad"
-                )
-                recheck = gr.Button("Check again")
+            upload, demo, format_name, mapping, recheck = source_inputs()
             verdict = gr.Markdown(elem_id="data-verdict")
         with gr.Column(scale=2):
             summary = gr.Markdown(elem_id="data-summary")

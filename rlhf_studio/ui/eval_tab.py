@@ -30,10 +30,9 @@ from rlhf_studio.evaluation.store import run_id_of, save_eval
 from rlhf_studio.evaluation.win_rate import evaluate_win_rate
 from rlhf_studio.plots import calibration_figure, win_rate_figure
 from rlhf_studio.runner.pipelines import PipelineRunner
-from rlhf_studio.stages import POLICY, REWARD_MODEL, stages_producing
 from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
-from rlhf_studio.ui.train_tab import finished_runs, run_choices
+from rlhf_studio.ui.pickers import finished_runs, policy_choices, reward_choices
 
 SAMPLE_COLUMNS = ["prompt", "candidate", "baseline", "candidate score", "baseline score", "judgement"]
 JUDGEMENTS = {1: "win", 0: "tie", -1: "loss"}
@@ -59,6 +58,11 @@ class EvalTab:
             "each pair. The mean KL to the model the run started from and the reply lengths are shown "
             "beside the win rate: a judge that likes long replies makes longer look better."
         )
+        self._build_reward_model()
+        self._build_win_rate()
+        self._build_reports()
+
+    def _build_reward_model(self) -> None:
         with gr.Accordion("Reward model: accuracy and calibration", open=True):
             with gr.Row(equal_height=True):
                 self.rm_run = gr.Dropdown([], label="Reward-model run", elem_id="eval-rm-run", scale=2)
@@ -71,6 +75,8 @@ class EvalTab:
                 )
             self.rm_result = gr.Markdown(elem_id="eval-rm-result")
             self.rm_plot = gr.Plot(visible=False, elem_id="eval-rm-plot")
+
+    def _build_win_rate(self) -> None:
         with gr.Accordion("Policy: win rate against a baseline", open=True):
             with gr.Row(equal_height=True):
                 self.candidate = gr.Dropdown([], label="Candidate", elem_id="eval-candidate")
@@ -104,6 +110,8 @@ class EvalTab:
             self.samples = gr.Dataframe(
                 headers=SAMPLE_COLUMNS, visible=False, interactive=False, wrap=True, elem_id="eval-samples"
             )
+
+    def _build_reports(self) -> None:
         with gr.Accordion("Report cards and comparison", open=True):
             with gr.Row(equal_height=True):
                 self.report_runs = gr.Dropdown(
@@ -123,8 +131,8 @@ class EvalTab:
     def on_open(self, rm_run, rm_data, candidate, baseline, judge, prompts, report_runs) -> dict:
         finished = finished_runs(self.runner)
         workspace = self.runner.workspace
-        reward_runs = run_choices(finished, stages_producing(REWARD_MODEL))
-        policies = run_choices(finished, stages_producing(POLICY))
+        reward_runs = reward_choices(finished)
+        policies = policy_choices(finished)
         baselines = [("base (the lineage's root model)", BASE)] + policies
         every_run = [(f"{row.run_id} · {row.stage} on {row.dataset}", row.run_id) for row in finished]
         preference = datasets_of(workspace, ("preference",))

@@ -23,7 +23,7 @@ from rlhf_studio.runner.runs import CONFIG_FILE, lineage, read_status, run_dir
 from rlhf_studio.stages import load_config, stage_label, stage_names
 from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
-from rlhf_studio.ui.train_tab import finished_runs, run_choices
+from rlhf_studio.ui.pickers import finished_runs, run_choices
 
 CLUSTER_NOTE = (
     "Save the config below as the file the commands name and run them from the studio's folder (the "

@@ -13,95 +13,39 @@ from pathlib import Path
 import gradio as gr
 
 from rlhf_studio.config import ConfigError, JobConfig
-from rlhf_studio.data import list_datasets
-from rlhf_studio.models import BUNDLED_MODEL, RUN_PREFIX, default_model
+from rlhf_studio.models import RUN_PREFIX, default_model
 from rlhf_studio.runner.commands import command_text, config_file_name, config_yaml, shell_lines
 from rlhf_studio.runner.monitor import MetricsReader, training_progress
 from rlhf_studio.runner.pipelines import (
     PIPELINES,
     PipelineRunner,
-    available_pipelines,
     linked_config,
-    pipeline_stages,
-    pipeline_title,
     placeholder_run_ids,
 )
-from rlhf_studio.runner.runs import COMPLETED, run_dir
+from rlhf_studio.runner.runs import run_dir
 from rlhf_studio.stages import (
-    POLICY,
-    REWARD_MODEL,
-    all_stages,
     config_from_dict,
-    find_stage,
     get_stage,
     load_config,
-    stage_fit,
     stage_label,
     stage_names,
-    stages_producing,
 )
 from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
 from rlhf_studio.ui.monitor_view import pipeline_html, progress_html, queue_note
+from rlhf_studio.ui.pickers import (
+    dataset_picker,
+    finished_runs,
+    model_choices,
+    reward_choices,
+    stage_choices,
+    stage_note,
+    stages_of,
+)
 from rlhf_studio.ui.settings_form import SettingsForm, nest
 
 REFRESH_SECONDS = 2.0
 IDLE = '<p style="opacity:0.8">No training is running.</p>'
-
-
-def stage_choices() -> list[tuple[str, str]]:
-    singles = [(stage.label, stage.name) for stage in all_stages()]
-    return singles + [(pipeline_title(name), name) for name in available_pipelines()]
-
-
-def stage_note(selection: str) -> str:
-    """One line under the stage picker: the config class's summary, or what a pipeline chains."""
-    stage = find_stage(selection)
-    if stage is not None:
-        return f"**{stage.label}:** {stage.summary}"
-    stages = [stage_label(name) for name in pipeline_stages(selection)]
-    scored = any(link.reward_model_from for link in PIPELINES[selection])
-    return (
-        f"**Pipeline:** {', then '.join(stages)}; each stage starts from the model of the stage before it"
-        + (", and the reward-model run scores the RL stage" if scored else "")
-        + ". Pick one dataset per stage; a failed or stopped stage ends the pipeline."
-    )
-
-
-def stages_of(selection: str) -> list[str]:
-    return [selection] if find_stage(selection) else pipeline_stages(selection)
-
-
-def finished_runs(runner: PipelineRunner) -> list:
-    """The completed runs, newest first (one read of every status file: take it once per event)."""
-    return [row for row in runner.jobs.runs() if row.state == COMPLETED]
-
-
-def run_choices(finished: list, stages: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Finished runs of these stages as run:<id> choices, newest first."""
-    return [
-        (f"{RUN_PREFIX}{row.run_id} · {row.stage} on {row.dataset}", RUN_PREFIX + row.run_id)
-        for row in finished
-        if row.stage in stages
-    ]
-
-
-def model_choices(finished: list) -> list:
-    base = [default_model()] + ([BUNDLED_MODEL] if default_model() != BUNDLED_MODEL else [])
-    return base + run_choices(finished, stages_producing(POLICY))
-
-
-def dataset_picker(runner: PipelineRunner, stage: str, current: str | None) -> tuple[dict, list[str]]:
-    """The dropdown update for one stage's data and the reasons the other datasets do not fit."""
-    fitting, reasons = [], []
-    for manifest in list_datasets(runner.workspace):
-        fits, reason = stage_fit(manifest.kind, stage, manifest.format)
-        if fits:
-            fitting.append(manifest.name)
-        else:
-            reasons.append(f"`{manifest.name}`: {reason}")
-    value = current if current in fitting else (fitting[0] if fitting else None)
-    return gr.update(choices=fitting, value=value), reasons
 
 
 class TrainTab:
@@ -174,7 +118,7 @@ class TrainTab:
         finished = finished_runs(self.runner)
         updates: dict = {self.model: gr.update(choices=model_choices(finished))}
         reward_needed = "reward_model" in get_stage(stages[0]).config.__dataclass_fields__
-        rewards = run_choices(finished, stages_producing(REWARD_MODEL)) if reward_needed else []
+        rewards = reward_choices(finished) if reward_needed else []
         current = inputs.get(self.reward)  # kept if typed in (a folder) or still offered; else the newest
         keep = current and (not current.startswith(RUN_PREFIX) or current in [v for _, v in rewards])
         updates[self.reward] = gr.update(
