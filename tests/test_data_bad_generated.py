@@ -213,7 +213,7 @@ def test_a_line_over_16_mib_is_skipped_and_reading_goes_on(tmp_path):
 
 
 def test_a_csv_without_line_breaks_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlhf_studio.data.readers.MAX_RECORD_BYTES", 4096)
+    monkeypatch.setattr("rlhf_studio.data.records.MAX_RECORD_BYTES", 4096)
     path = tmp_path / "one-line.csv"
     path.write_text("prompt,completion," * 1000)
     report = check_file(path)
@@ -222,7 +222,7 @@ def test_a_csv_without_line_breaks_is_refused(tmp_path, monkeypatch):
 
 
 def test_an_unbalanced_quote_swallows_at_most_one_record(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlhf_studio.data.readers.MAX_RECORD_BYTES", 4096)
+    monkeypatch.setattr("rlhf_studio.data.records.MAX_RECORD_BYTES", 4096)
     path = tmp_path / "quote.csv"
     path.write_text(
         'prompt,chosen,rejected\nQ,yes,no\nQ,"never closed,no\n'
@@ -237,8 +237,8 @@ def test_an_unbalanced_quote_swallows_at_most_one_record(tmp_path, monkeypatch):
 
 
 def test_a_json_array_element_over_the_limit_stops_the_reading(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlhf_studio.data.readers.MAX_RECORD_BYTES", 4096)
-    monkeypatch.setattr("rlhf_studio.data.readers.CHUNK_BYTES", 1024)
+    monkeypatch.setattr("rlhf_studio.data.records.MAX_RECORD_BYTES", 4096)
+    monkeypatch.setattr("rlhf_studio.data.records.CHUNK_BYTES", 1024)
     path = tmp_path / "huge-element.json"
     path.write_text(f'[\n{json.dumps(GOOD)},\n{{"prompt": "{"x" * 10_000}"}},\n{json.dumps(GOOD)}\n]')
     report = check_file(path)

@@ -92,7 +92,7 @@ def test_json_array_elements_carry_their_starting_line(tmp_path):
 
 
 def test_json_array_with_a_syntax_error_keeps_the_rows_before_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlhf_studio.data.readers.CHUNK_BYTES", 64)
+    monkeypatch.setattr("rlhf_studio.data.records.CHUNK_BYTES", 64)
     good = [{"prompt": f"question {i}", "completion": "answer " * 10} for i in range(20)]
     text = json.dumps(good, indent=1)[:-1] + ',\n{"prompt": "Q" "completion": "A"}]'
     path = tmp_path / "broken.json"
@@ -225,7 +225,7 @@ def test_damaged_parquet_is_refused_in_one_line(tmp_path):
 
 
 def test_json_array_streaming_keeps_multibyte_characters_cut_by_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlhf_studio.data.readers.CHUNK_BYTES", 7)
+    monkeypatch.setattr("rlhf_studio.data.records.CHUNK_BYTES", 7)
     records = [{"prompt": f"café {i} 🙂", "completion": "naïve — ünïcödé"} for i in range(30)]
     path = tmp_path / "utf8.json"
     path.write_text("\ufeff" + json.dumps(records, ensure_ascii=False), encoding="utf-8")

@@ -2,7 +2,8 @@
 types, explain every dropped row, and keep normalized datasets in the workspace library. No gradio here.
 
     sniff.py     refuse a file from its name and first bytes (web page, archive, image, UTF-16, binary)
-    readers.py   JSONL / JSON array / CSV / TSV / Parquet -> records (streamed, size-capped, never unpickled)
+    readers.py   JSONL / JSON array / CSV / TSV / Parquet -> records (streamed, size-capped, never unpickled);
+                 json_array.py: a big JSON array element by element; records.py: Record and the limits
     layouts.py   the known layouts and their row normalizers;  values.py  checks of single values
     detect.py    layout detection, column maps, --format;      check.py   the pipeline and DataReport
     library.py   workspace/datasets/<name>/{train,eval}.jsonl + manifest.json

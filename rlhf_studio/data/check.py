@@ -17,7 +17,8 @@ from pathlib import Path
 
 from rlhf_studio.data.detect import Detection, apply_column_map, detect_layout, other_layout, source_field
 from rlhf_studio.data.problems import DataError, Problem, ProblemLog, RowError, printable
-from rlhf_studio.data.readers import Record, open_records
+from rlhf_studio.data.readers import open_records
+from rlhf_studio.data.records import Record
 from rlhf_studio.data.stats import DataStats
 
 DETECTION_RECORDS = 20

@@ -13,34 +13,20 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from rlhf_studio.data import records
+from rlhf_studio.data.json_array import json_array_records
 from rlhf_studio.data.problems import DataError, Problem, RowError, file_error, listed, printable
 from rlhf_studio.data.sniff import BLANK, SNIFF_BYTES, UTF8_BOM, file_type_of, require_line_breaks, sniff
 from rlhf_studio.data.values import decode_json, type_name
 
-CHUNK_BYTES = 1 << 20
-MAX_RECORD_BYTES = 16 << 20
 _LINE_SKIPPED = "skipped (a file without line breaks?)"
-_WHITESPACE = re.compile(r"[ \t\r\n]*")
 
 
-@dataclass(frozen=True)
-class Record:
-    line: int
-    fields: dict | None = None
-    problem: Problem | None = None
-
-
-def too_long(line: int, what: str, outcome: str) -> Problem:
-    return Problem(line, None, "record too long", f"{what} over {MAX_RECORD_BYTES >> 20} MiB; {outcome}")
-
-
-def open_records(path: str | Path) -> tuple[str, Iterator[Record]]:
+def open_records(path: str | Path) -> tuple[str, Iterator[records.Record]]:
     """Sniff the file, then return (file type, lazy record iterator); unreadable files raise DataError."""
     path = Path(path)
     if not path.is_file():
@@ -55,7 +41,7 @@ def open_records(path: str | Path) -> tuple[str, Iterator[Record]]:
     if file_type == "parquet":
         return file_type, _parquet_records(path)
     if file_type in ("json", "jsonl") and _is_json_array(head, file_type):
-        return "json", _json_array_records(path)
+        return "json", json_array_records(path)
     require_line_breaks(head)
     if file_type in ("csv", "tsv"):
         return file_type, _csv_records(path, "," if file_type == "csv" else "\t")
@@ -101,9 +87,9 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, int, bytes | None]]:
     """
     with open(path, "rb") as handle:
         number, offset = 0, 0
-        while raw := handle.readline(MAX_RECORD_BYTES + 1):
+        while raw := handle.readline(records.MAX_RECORD_BYTES + 1):
             number, start, offset = number + 1, offset, offset + len(raw)
-            if len(raw) > MAX_RECORD_BYTES:
+            if len(raw) > records.MAX_RECORD_BYTES:
                 if not raw.endswith(b"\n"):
                     offset = _skip_line(handle, offset)
                 yield number, start, None
@@ -115,7 +101,7 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, int, bytes | None]]:
 
 def _skip_line(handle, offset: int) -> int:
     """Read on from `offset` to just after the next line break (or the end); return that offset."""
-    while chunk := handle.read(CHUNK_BYTES):
+    while chunk := handle.read(records.CHUNK_BYTES):
         newline = chunk.find(b"\n")
         if newline >= 0:
             handle.seek(offset + newline + 1)
@@ -124,15 +110,15 @@ def _skip_line(handle, offset: int) -> int:
     return offset
 
 
-def _jsonl_records(path: Path) -> Iterator[Record]:
+def _jsonl_records(path: Path) -> Iterator[records.Record]:
     for number, start, raw in _numbered_lines(path):
         if raw is None:
-            yield Record(number, problem=too_long(number, "a line", _LINE_SKIPPED))
+            yield records.Record(number, problem=records.too_long(number, "a line", _LINE_SKIPPED))
             continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            yield Record(
+            yield records.Record(
                 number, problem=Problem(number, None, "not UTF-8", f"byte offset {start + error.start}")
             )
             continue
@@ -140,170 +126,26 @@ def _jsonl_records(path: Path) -> Iterator[Record]:
             yield _json_object_record(number, text)
 
 
-def _json_object_record(number: int, text: str) -> Record:
+def _json_object_record(number: int, text: str) -> records.Record:
     try:
         value = decode_json(text)
     except json.JSONDecodeError as error:
-        return Record(
+        return records.Record(
             number, problem=Problem(number, None, "invalid JSON", f"{error.msg} at column {error.colno}")
         )
     except RowError as error:
-        return Record(number, problem=error.at(number))
+        return records.Record(number, problem=error.at(number))
     if not isinstance(value, dict):
         detail = f"expected one JSON object per line, got {type_name(value)}"
-        return Record(number, problem=Problem(number, None, "wrong type", detail))
-    return Record(number, value)
-
-
-class _TextCursor:
-    """A growing window over a UTF-8 file, tracking the line number of the read position."""
-
-    def __init__(self, handle):
-        self.handle = handle
-        self.buffer = ""
-        self.pos = 0
-        self.line = 1
-        self.decoded_bytes = 0
-        self.carry = b""
-        self.eof = False
-
-    def fill(self) -> None:
-        """Append the next chunk; a UTF-8 sequence cut by the chunk end waits in `carry` for the next one."""
-        raw = self.handle.read(CHUNK_BYTES)
-        self.eof = not raw
-        data, self.carry = self.carry + raw, b""
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            if self.eof or error.reason != "unexpected end of data":
-                line = self.line + self.buffer.count("\n", self.pos) + data.count(b"\n", 0, error.start)
-                raise file_error(
-                    "not UTF-8", f"byte offset {self.decoded_bytes + error.start}", line
-                ) from None
-            text, self.carry = data[: error.start].decode("utf-8"), data[error.start :]
-        if self.decoded_bytes == 0:
-            text = text.removeprefix("\ufeff")
-        self.decoded_bytes += len(data) - len(self.carry)
-        self.buffer = self.buffer[self.pos :] + text
-        self.pos = 0
-
-    def advance(self, end: int) -> None:
-        self.line += self.buffer.count("\n", self.pos, end)
-        self.pos = end
-
-    def next_char(self) -> str:
-        """Skip whitespace and return the next character ('' at end of file)."""
-        while True:
-            self.advance(_WHITESPACE.match(self.buffer, self.pos).end())
-            if self.pos < len(self.buffer) or self.eof:
-                return self.buffer[self.pos : self.pos + 1]
-            self.fill()
-
-
-class _TooLong(Exception):
-    pass
-
-
-_SKIPPING = json.JSONDecoder(object_pairs_hook=lambda pairs: None)  # finds where a value ends, keeps nothing
-_NOT_READ = "; the rest of the file was not read"
-
-
-def _json_array_records(path: Path) -> Iterator[Record]:
-    """Decode the elements of a top-level JSON array one by one, without loading the whole file.
-
-    A syntax error ends the reading there, with a record that says so; the elements before it are kept.
-    """
-    with open(path, "rb") as handle:
-        cursor = _TextCursor(handle)
-        cursor.next_char()
-        cursor.advance(cursor.pos + 1)
-        if cursor.next_char() == "]":
-            raise file_error("no rows", "the JSON array is empty")
-        while True:
-            record, more = _array_element(cursor)
-            yield record
-            if not more:
-                return
-            problem, more = _array_separator(cursor)
-            if problem:
-                yield Record(problem.line, problem=problem)
-            if not more:
-                return
-
-
-def _stop(line: int, reason: str, detail: str) -> Problem:
-    return Problem(line, None, reason, detail + _NOT_READ)
-
-
-def _array_element(cursor: _TextCursor) -> tuple[Record, bool]:
-    """(the next element as a record, whether reading can go on after it)."""
-    line = cursor.line
-    try:
-        value = _decode_next(cursor, decode_json)
-    except json.JSONDecodeError as error:
-        error_line = line + cursor.buffer.count("\n", cursor.pos, error.pos)
-        return Record(error_line, problem=_stop(error_line, "invalid JSON", error.msg)), False
-    except _TooLong:
-        return Record(line, problem=too_long(line, "an array element", _NOT_READ[2:])), False
-    except RowError as error:  # a duplicate key, nesting too deep, a number too long
-        try:
-            _decode_next(cursor, _SKIPPING.raw_decode)
-        except (ValueError, RecursionError, _TooLong):
-            return Record(line, problem=_stop(line, error.reason, error.detail)), False
-        return Record(line, problem=error.at(line)), True
-    if not isinstance(value, dict):
-        detail = f"expected an array of JSON objects, got {type_name(value)}"
-        return Record(line, problem=Problem(line, None, "wrong type", detail)), True
-    return Record(line, value), True
-
-
-def _decode_next(cursor: _TextCursor, decode):
-    """The value at the cursor, reading more chunks while it may go on; raises JSONDecodeError for a syntax
-    error and _TooLong once the value passes MAX_RECORD_BYTES."""
-    while True:
-        try:
-            value, end = decode(cursor.buffer, cursor.pos)
-        except json.JSONDecodeError as error:
-            # An error near the end of the window, or an unterminated string, may only mean that the
-            # element continues in the next chunk; anything else is a real syntax error.
-            near_end = error.pos >= len(cursor.buffer) - 16 or error.msg.startswith("Unterminated")
-            if not near_end or cursor.eof:
-                raise
-            if len(cursor.buffer) - cursor.pos > MAX_RECORD_BYTES:
-                raise _TooLong from None
-            cursor.fill()
-            continue
-        cursor.advance(end)
-        return value
-
-
-def _array_separator(cursor: _TextCursor) -> tuple[Problem | None, bool]:
-    """Read past the ',' or ']' after an element: (a problem or None, whether another element follows)."""
-    separator, separator_line = cursor.next_char(), cursor.line
-    cursor.advance(cursor.pos + 1)
-    if separator == ",":
-        if cursor.next_char() != "]":
-            return None, True
-        detail = "a trailing comma before the closing ']' (every element before it was read)"
-        return Problem(separator_line, None, "invalid JSON", detail), False
-    if separator == "]":
-        if not cursor.next_char():
-            return None, False
-        detail = (
-            f"more data after the array closed on line {separator_line}; JSON Lines hold one object a line"
-        )
-        return _stop(cursor.line, "invalid JSON", detail), False
-    found = repr(separator) if separator else "end of file"
-    return _stop(
-        separator_line, "invalid JSON", f"expected ',' or ']' after an element, found {found}"
-    ), False
+        return records.Record(number, problem=Problem(number, None, "wrong type", detail))
+    return records.Record(number, value)
 
 
 def _decoded_lines(path: Path, skipped: dict[int, Problem]) -> Iterator[str]:
     """The file's lines as text; a line that is not UTF-8 or too long is noted in `skipped` (by line)."""
     for number, start, raw in _numbered_lines(path):
         if raw is None:
-            skipped[number] = too_long(number, "a line", _LINE_SKIPPED)
+            skipped[number] = records.too_long(number, "a line", _LINE_SKIPPED)
             yield "\n"
             continue
         try:
@@ -319,13 +161,15 @@ def _taken(skipped: dict[int, Problem], start: int, end: int) -> Problem | None:
     return problems[0] if problems else None
 
 
-def _csv_records(path: Path, delimiter: str) -> Iterator[Record]:
+def _csv_records(path: Path, delimiter: str) -> Iterator[records.Record]:
     """Rows of a CSV/TSV file keyed by the header; a record's line is its first physical line (header = 1).
 
     The reader is strict: a quote that never closes, or text after a closing quote, is a problem of that
     record, and reading goes on with the next line.
     """
-    csv.field_size_limit(MAX_RECORD_BYTES)  # process-wide; the default 128 KiB is too small for long replies
+    csv.field_size_limit(
+        records.MAX_RECORD_BYTES
+    )  # process-wide; the default 128 KiB is too small for long replies
     skipped: dict[int, Problem] = {}
     reader = csv.reader(_decoded_lines(path, skipped), delimiter=delimiter, strict=True)
     header = _header(reader, skipped)
@@ -339,14 +183,16 @@ def _csv_records(path: Path, delimiter: str) -> Iterator[Record]:
             start, previous_end = previous_end + 1, reader.line_num
             _taken(skipped, start, previous_end)
             data_rows += 1
-            yield Record(start, problem=_csv_problem(str(error), start, previous_end))
+            yield records.Record(start, problem=_csv_problem(str(error), start, previous_end))
             continue
         start, previous_end = previous_end + 1, reader.line_num
         problem = _taken(skipped, start, previous_end)
         if cells or problem:
             data_rows += 1
             yield (
-                Record(start, problem=problem) if problem else _csv_record(start, previous_end, header, cells)
+                records.Record(start, problem=problem)
+                if problem
+                else _csv_record(start, previous_end, header, cells)
             )
     if data_rows == 0:
         raise file_error("header only", "the file has a header line but no data rows")
@@ -378,19 +224,19 @@ def _csv_problem(message: str, start: int, end: int) -> Problem:
     if message == "unexpected end of data":
         detail = f"a quoted value opened on line {start} never closes (an unbalanced quote?); {lines}"
     elif message.startswith("field larger than field limit"):
-        detail = f"a value over {MAX_RECORD_BYTES >> 20} MiB (an unbalanced quote?); {lines}"
+        detail = f"a value over {records.MAX_RECORD_BYTES >> 20} MiB (an unbalanced quote?); {lines}"
     else:
         detail = f"{message}: a quoted value ends at a delimiter, and quotes inside it are doubled"
     return Problem(start, None, "invalid CSV", detail)
 
 
-def _csv_record(start: int, end: int, header: list[str], cells: list[str]) -> Record:
+def _csv_record(start: int, end: int, header: list[str], cells: list[str]) -> records.Record:
     if len(cells) != len(header):
         detail = f"{len(cells)} values for {len(header)} columns"
         if end > start:
             detail += f" in a record over lines {start}-{end} (an unbalanced quote?)"
-        return Record(start, problem=Problem(start, None, "wrong number of columns", detail))
-    return Record(start, {name: _csv_cell(cell) for name, cell in zip(header, cells, strict=True)})
+        return records.Record(start, problem=Problem(start, None, "wrong number of columns", detail))
+    return records.Record(start, {name: _csv_cell(cell) for name, cell in zip(header, cells, strict=True)})
 
 
 def _csv_cell(cell: str) -> str | list:
@@ -405,7 +251,7 @@ def _csv_cell(cell: str) -> str | list:
     return value if is_objects else cell
 
 
-def _parquet_records(path: Path) -> Iterator[Record]:
+def _parquet_records(path: Path) -> Iterator[records.Record]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -417,7 +263,7 @@ def _parquet_records(path: Path) -> Iterator[Record]:
         for batch in parquet.iter_batches(batch_size=512):
             for fields in batch.to_pylist():
                 row += 1
-                yield Record(row, fields)
+                yield records.Record(row, fields)
     except (pa.ArrowException, OSError) as error:
         first_line = next(iter(str(error).splitlines()), type(error).__name__)
         raise file_error("unreadable Parquet", first_line, row + 1) from None
