@@ -14,9 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rlhf_studio.config.base import JobConfig
+from rlhf_studio.workspace import Workspace
+
+if TYPE_CHECKING:  # imported by the training child only: they pull in transformers
+    from rlhf_studio.training.callbacks import GracefulStop, MetricsLog
 
 # What a finished run of a stage holds, and so which pickers offer it.
 POLICY = "policy"  # a language model: a starting point, a chat pane, a win-rate candidate
@@ -58,11 +63,11 @@ class TrainingJob:
     """What a stage with its own loop gets from run_stage (rlhf_studio.training)."""
 
     config: JobConfig
-    run_dir: Any  # Path
-    workspace: Any  # Workspace
-    resume_from: Any  # Path | None: the checkpoint to continue from
-    metrics: Any  # training.callbacks.MetricsLog: where each step's metrics row goes
-    stop: Any  # training.callbacks.GracefulStop: set by SIGTERM, checked between steps
+    run_dir: Path
+    workspace: Workspace
+    resume_from: Path | None  # the checkpoint to continue from
+    metrics: MetricsLog  # where each step's metrics row goes
+    stop: GracefulStop  # set by SIGTERM, checked between steps
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class Stage:
     build_trainer: Callable | None = None  # a TRL Trainer for the shared loop ...
     train: Callable[[TrainingJob], dict] | None = None  # ... or its own loop
     checks: Callable[[Any], list[Check]] = lambda config: []  # its own fields, beside the shared checks
-    workspace_checks: Callable[[Any, Any], list[str]] = lambda config, workspace: []  # "field: reason"
+    workspace_checks: Callable[[Any, Workspace], list[str]] = lambda config, workspace: []  # "field: reason"
     starts_from: tuple[str, ...] = (POLICY,)  # what its `model` may be
     rlhf: bool = False  # a policy tuned on feedback: the Chat tab's third default pane beside base and SFT
     launch: tuple[str, ...] | None = None  # the accelerate configs it may run under; None: every one

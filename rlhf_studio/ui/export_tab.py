@@ -20,7 +20,7 @@ from rlhf_studio.models import RUN_PREFIX
 from rlhf_studio.runner.commands import ACCELERATE_CONFIGS, command_text, shell_lines
 from rlhf_studio.runner.pipelines import PipelineRunner
 from rlhf_studio.runner.runs import CONFIG_FILE, lineage, read_status, run_dir
-from rlhf_studio.stages import load_config, stage_label, stage_names
+from rlhf_studio.stages import all_stages, load_config, stage_label, stage_names
 from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
 from rlhf_studio.ui.pickers import finished_runs, run_choices
@@ -29,9 +29,18 @@ CLUSTER_NOTE = (
     "Save the config below as the file the commands name and run them from the studio's folder (the "
     f"accelerate configs are in `{ACCELERATE_CONFIGS}/`). The cluster needs the same workspace: copy it "
     "there or put it on a shared disk and set `RLHF_STUDIO_HOME`, since the config names its dataset and "
-    "any `run:<id>` it starts from. SFT, reward model and DPO take every config; PPO runs under DDP only. "
-    "DeepSpeed needs `pip install deepspeed`."
+    "any `run:<id>` it starts from. DeepSpeed needs `pip install deepspeed`."
 )
+
+
+def launch_note() -> str:
+    """Which stages run under fewer accelerate configs than every one (from each stage's `launch`)."""
+    limited = [
+        f"{stage.label} runs under {', '.join(f'`{name}`' for name in stage.launch)} only"
+        for stage in all_stages()
+        if stage.launch
+    ]
+    return " Every stage takes every config" + (f", except: {'; '.join(limited)}." if limited else ".")
 
 
 def progress_reporter(progress: gr.Progress):
@@ -82,7 +91,7 @@ class ExportTab:
             self.private = gr.Checkbox(True, label="Private repo", elem_id="export-private", scale=1)
             self.push = gr.Button("Push to Hub", elem_id="export-push", scale=1)
         self.push_message = gr.Markdown(elem_id="export-push-message")
-        gr.Markdown("### Run on a cluster\n" + CLUSTER_NOTE)
+        gr.Markdown("### Run on a cluster\n" + CLUSTER_NOTE + launch_note())
         self.commands = gr.Code(language="shell", label="Commands", lines=8, elem_id="export-commands")
         self.yaml = gr.Code(language="yaml", label="The run's config", lines=12, max_lines=40)
 

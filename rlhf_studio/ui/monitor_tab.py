@@ -1,4 +1,4 @@
-"""Monitor tab: live curves, progress, warnings, log and PPO samples of one run; the history of every run.
+"""Monitor tab: live curves, progress, warnings, log and samples of one run; the history of every run.
 
 A gr.Timer refreshes the tab every REFRESH_SECONDS from the files of the run folder (metrics.jsonl read
 incrementally by the app's one MetricsReader, status.json, the end of train.log): no generator, nothing that
@@ -22,6 +22,7 @@ from rlhf_studio.runner.monitor import (
 )
 from rlhf_studio.runner.pipelines import PipelineRunner
 from rlhf_studio.runner.runs import CONFIG_FILE, LOG_FILE, lineage, log_tail, read_status, run_dir
+from rlhf_studio.stages import stage_label
 from rlhf_studio.ui.access import require_login
 from rlhf_studio.ui.errors import user_errors
 from rlhf_studio.ui.monitor_view import (
@@ -88,7 +89,7 @@ class MonitorTab:
                     self.plots.append(
                         gr.Plot(show_label=False, visible=False, elem_id=f"monitor-chart-{index}")
                     )
-        with gr.Accordion("PPO samples (latest step)", visible=False) as self.samples_box:
+        with gr.Accordion("Samples (latest step)", visible=False) as self.samples_box:
             self.samples = gr.Dataframe(headers=SAMPLE_COLUMNS, wrap=True, interactive=False)
         self.log = gr.Code(
             lines=10,
@@ -156,7 +157,8 @@ class MonitorTab:
             drawn["samples"] = size
             samples = self.reader.rows(folder, SAMPLES_FILE)
             updates[self.samples] = samples_frame(samples)
-            updates[self.samples_box] = gr.update(visible=bool(samples))
+            title = f"{stage_label(status.stage)} samples (latest step)"
+            updates[self.samples_box] = gr.update(visible=bool(samples), label=title)
         return {**updates, **self.charts(inputs, status.stage, drawn), self.drawn: drawn}
 
     def charts(self, inputs: dict, stage: str, drawn: dict) -> dict:
