@@ -94,6 +94,11 @@ class Stage:
             raise ValueError(f"stage {self.name}: give exactly one of build_trainer and train")
 
     @property
+    def scored_by_reward_model(self) -> bool:
+        """Whether its config names a reward model (`reward_model`): the Train tab shows that picker."""
+        return "reward_model" in self.config.__dataclass_fields__
+
+    @property
     def summary(self) -> str:
         return " ".join((self.config.__doc__ or "").split())
 

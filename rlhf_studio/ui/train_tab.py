@@ -117,7 +117,7 @@ class TrainTab:
         stages = stages_of(selection)
         finished = finished_runs(self.runner)
         updates: dict = {self.model: gr.update(choices=model_choices(finished))}
-        reward_needed = "reward_model" in get_stage(stages[0]).config.__dataclass_fields__
+        reward_needed = get_stage(stages[0]).scored_by_reward_model
         rewards = reward_choices(finished) if reward_needed else []
         current = inputs.get(self.reward)  # kept if typed in (a folder) or still offered; else the newest
         keep = current and (not current.startswith(RUN_PREFIX) or current in [v for _, v in rewards])
@@ -188,7 +188,7 @@ class TrainTab:
             data.update(
                 stage=stage, model=inputs[self.model] or "", dataset=inputs[self.datasets[stage]] or ""
             )
-            if len(stages) == 1 and "reward_model" in get_stage(stage).config.__dataclass_fields__:
+            if len(stages) == 1 and get_stage(stage).scored_by_reward_model:
                 data["reward_model"] = inputs[self.reward] or ""
             try:
                 configs.append(config_from_dict(data))
