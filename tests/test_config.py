@@ -23,7 +23,8 @@ from rlhf_studio.stages.sft import SFTJobConfig
 
 @pytest.mark.parametrize("stage", sorted(stage_names()))
 def test_every_stage_default_is_valid_and_round_trips_through_yaml(stage, tmp_path):
-    required = {"ppo": {"reward_model": "run:20261122-141501-rm-3f2a"}}.get(stage, {})
+    scored = {"reward_model": "run:20261122-141501-rm-3f2a"}  # the RL stages need a reward
+    required = {"ppo": scored, "grpo": scored, "rloo": scored}.get(stage, {})
     config = get_stage(stage).config(dataset="demo", **required)
     assert config.stage == stage and config_errors(config) == []
     save_config(config, tmp_path / "job.yaml")
@@ -72,7 +73,7 @@ def test_wrong_types_and_stage_name_the_field():
         "learning_rate: expected a number, got 'fast'",
         "lora.enabled: expected true/false, got 'yes'",
     ]
-    with pytest.raises(ConfigError, match="stage: expected one of sft, rm, dpo, ppo, got 'ppo2'"):
+    with pytest.raises(ConfigError, match=f"stage: expected one of {', '.join(stage_names())}, got 'ppo2'"):
         config_from_dict({"stage": "ppo2"})
     with pytest.raises(ConfigError, match="config: expected a mapping"):
         config_from_dict(["stage", "sft"])
@@ -151,10 +152,13 @@ def test_workspace_checks_find_missing_and_mismatched_data_and_models(workspace,
 def test_every_field_has_help():
     for config_class in (stage.config for stage in all_stages()):
         helps = field_help(config_class)
-        names = {item.name for item in dataclasses.fields(config_class)} | {
-            f"lora.{item.name}" for item in dataclasses.fields(config_class().lora)
-        }
-        assert set(helps) == names | {"lora"}
+        config = config_class()
+        names = {item.name for item in dataclasses.fields(config_class)}
+        for name in names.copy():  # nested settings (lora, rewards): each of their fields too
+            value = getattr(config, name)
+            if dataclasses.is_dataclass(value):
+                names |= {f"{name}.{item.name}" for item in dataclasses.fields(value)}
+        assert set(helps) == names and "lora.r" in names
         assert all(helps.values())
 
 

@@ -128,7 +128,7 @@ def test_column_map_reads_fields_from_named_columns_and_reports_user_names(tmp_p
     ("column_map", "message"),
     [
         ({"prompt": "missing"}, "no column 'missing'"),
-        ({"answer": "question"}, "unknown field 'answer'"),
+        ({"rationale": "question"}, "unknown field 'rationale'"),
         ({"prompt": "question", "chosen": "question"}, "one column is mapped to two fields"),
     ],
 )

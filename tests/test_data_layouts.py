@@ -256,6 +256,15 @@ def test_prompt_only_as_text_and_as_messages(tmp_path):
     assert (report.format, report.kind, report.style) == ("prompt_only", "prompt", "conversational")
 
 
+def test_prompt_with_an_answer_keeps_the_answer_as_text(tmp_path):
+    records = [{"prompt": "What is 2 + 3?", "answer": 5}, {"prompt": "Q", "answer": " 1,000 "}]
+    records.append({"prompt": "R"})
+    report = check(tmp_path, records)
+    assert (report.format, report.kind) == ("prompt_answer", "prompt")
+    assert report.rows == [{"prompt": "What is 2 + 3?", "answer": "5"}, {"prompt": "Q", "answer": "1,000"}]
+    assert [(p.line, p.field, p.reason) for p in report.problems] == [(3, "answer", "missing field")]
+
+
 def test_rows_in_the_other_style_are_dropped(tmp_path):
     records = [{"prompt": "Q", "completion": "A"}, {"prompt": [user("Q")], "completion": [assistant("A")]}]
     report = check(tmp_path, records)

@@ -194,8 +194,8 @@ def test_a_restarted_app_goes_on_watching(workspace, configs, tiny_model_dir):
     assert again.pipeline_of(reloaded.stages[1].run_id) is reloaded
 
 
-def test_both_pipelines_are_offered():
-    assert available_pipelines() == ["sft-rm-ppo", "sft-dpo"]
+def test_every_pipeline_is_offered():
+    assert available_pipelines() == ["sft-rm-ppo", "sft-rm-grpo", "sft-rm-rloo", "sft-dpo", "sft-kto"]
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ have; `accepts` breaks ties between layouts with the same columns by looking at 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
@@ -254,6 +255,15 @@ def _prompt_only(record: dict) -> Normalized:
     yield {"prompt": prompt}
 
 
+def _prompt_answer(record: dict) -> Normalized:
+    """A prompt and its known answer (a verifiable task): the answer is kept as text for answer rewards."""
+    (row,) = _prompt_only(record)
+    answer = record.get("answer")
+    if isinstance(answer, int | float) and not isinstance(answer, bool) and math.isfinite(answer):
+        answer = str(answer)
+    yield {**row, "answer": as_text(answer, "answer").strip()}
+
+
 def _full_conversations(record: dict) -> bool:
     chosen = record.get("chosen")
     return (
@@ -300,6 +310,7 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout("messages", "sft", ("messages",), _messages),
     Layout("sharegpt", "sft", ("conversations",), _sharegpt),
     Layout("text", "sft", ("text",), _text),
+    Layout("prompt_answer", "prompt", ("prompt", "answer"), _prompt_answer),
     Layout("prompt_only", "prompt", ("prompt",), _prompt_only),
 )  # fmt: skip
 LAYOUTS_BY_NAME = {layout.name: layout for layout in LAYOUTS}

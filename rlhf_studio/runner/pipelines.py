@@ -5,12 +5,12 @@
     pipeline = runner.start("sft-dpo", [sft, dpo])       # checks every stage, queues the first one
     runner.stop(pipeline.pipeline_id)                    # stops the stage that runs; the rest never start
 
-A pipeline is a list of stages; a later stage's `model` (and PPO's `reward_model`) is `run:<id>` of an earlier
-stage's run, filled in when that run has completed, so lineage follows from the configs. A small watcher
-thread on top of the JobManager does the sequencing: each poll looks at the current stage's run and queues the
-next stage when it completed (a full job queue refuses a new pipeline, but an accepted one's next stage waits
-for room); a failed, cancelled or interrupted stage stops the pipeline with a message that names it. `resume`
-continues a stopped pipeline from its stopped stage.
+A pipeline is a list of stages; a later stage's `model` (and an RL stage's `reward_model`) is `run:<id>` of an
+earlier stage's run, filled in when that run has completed, so lineage follows from the configs. A small
+watcher thread on top of the JobManager does the sequencing: each poll looks at the current stage's run and
+queues the next stage when it completed (a full job queue refuses a new pipeline, but an accepted one's next
+stage waits for room); a failed, cancelled or interrupted stage stops the pipeline with a message that names
+it. `resume` continues a stopped pipeline from its stopped stage.
 
 Each pipeline is a JSON file, workspace/pipelines/<id>.json, rewritten atomically on every change, so a
 reloaded page or a restarted app shows it and goes on watching it (the JobManager re-attaches the training).
@@ -56,7 +56,7 @@ class StageLink:
 
     stage: str
     model_from: str | None = None  # this stage's model is run:<that stage's run>
-    reward_model_from: str | None = None  # PPO's reward model is run:<that stage's run>
+    reward_model_from: str | None = None  # the RL stage's reward model is run:<that stage's run>
 
 
 PIPELINES: dict[str, tuple[StageLink, ...]] = {
@@ -64,6 +64,16 @@ PIPELINES: dict[str, tuple[StageLink, ...]] = {
         StageLink("sft"),
         StageLink("rm", model_from="sft"),
         StageLink("ppo", model_from="sft", reward_model_from="rm"),
+    ),
+    "sft-rm-grpo": (
+        StageLink("sft"),
+        StageLink("rm", model_from="sft"),
+        StageLink("grpo", model_from="sft", reward_model_from="rm"),
+    ),
+    "sft-rm-rloo": (
+        StageLink("sft"),
+        StageLink("rm", model_from="sft"),
+        StageLink("rloo", model_from="sft", reward_model_from="rm"),
     ),
     "sft-dpo": (StageLink("sft"), StageLink("dpo", model_from="sft")),
     "sft-kto": (StageLink("sft"), StageLink("kto", model_from="sft")),

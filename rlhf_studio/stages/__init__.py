@@ -1,7 +1,7 @@
 """The training stages, one module each, and the registry that lists them (in the Train tab's order).
 
     stage = get_stage("dpo")                  # the Stage record (stages/base.py): label, config, data, charts
-    stage_names()                             # ["sft", "rm", "dpo", "kto", "ppo"]
+    stage_names()                             # ["sft", "rm", "dpo", "kto", ..., "rloo"]
     stage_fit("preference", "dpo")            # (True, "dpo trains on preference pairs (...)")
     config = load_config("dpo.yaml")          # the stage's job config; ConfigError names every bad key
     validate(config, workspace)               # shared checks, the stage's own, the dataset's fit, the model

@@ -58,6 +58,23 @@ DEMONSTRATIONS = DataNeed("sft", "demonstrations (prompt/completion, messages or
 PREFERENCE_PAIRS = DataNeed("preference", "preference pairs (prompt, chosen, rejected)")
 
 
+OTHER_KINDS = ("sft", "preference", "unpaired_preference")  # kinds whose rows hold prompts too
+
+
+def prompts_need(label: str) -> DataNeed:
+    """Prompts for an online stage (PPO, GRPO, ...): prompt-only rows, or the prompts of any other kind."""
+    return DataNeed(
+        "prompt",
+        "prompts",
+        uses={
+            kind: f"{label} takes the prompts of this dataset"
+            for kind in ("sft", "preference", "unpaired_preference")
+        },
+        refused_formats={"text": f"{label} needs prompts, and plain text rows have no prompt to take"},
+        own_kind_note=f"prompt-only rows feed {label}",
+    )
+
+
 @dataclass
 class TrainingJob:
     """What a stage with its own loop gets from run_stage (rlhf_studio.training)."""
@@ -76,6 +93,7 @@ class Stage:
 
     name: str  # the config's `stage`, in run ids and file names: "dpo"
     label: str  # how the UI, the model card and the pipelines write it: "DPO"
+    when: str  # when to pick it, one line for the Train tab
     config: type[JobConfig]  # its job config class (the class docstring is the Train tab's one-line summary)
     data: DataNeed  # the datasets it trains on
     produces: str  # POLICY or REWARD_MODEL

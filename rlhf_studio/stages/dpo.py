@@ -89,6 +89,7 @@ def build_trainer(config: DPOJobConfig, run_dir: Path, workspace: Workspace, cal
 STAGE = Stage(
     name="dpo",
     label="DPO",
+    when="you have preference pairs and an SFT model: simple, stable preference tuning, no reward model.",
     config=DPOJobConfig,
     data=PREFERENCE_PAIRS,
     produces=POLICY,

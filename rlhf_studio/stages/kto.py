@@ -119,6 +119,7 @@ FEEDBACK = DataNeed(
 STAGE = Stage(
     name="kto",
     label="KTO",
+    when="your feedback is thumbs up or down on single replies rather than pairs of replies.",
     config=KTOJobConfig,
     data=FEEDBACK,
     produces=POLICY,

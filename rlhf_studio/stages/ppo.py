@@ -20,9 +20,9 @@ from rlhf_studio.stages.base import (
     POLICY,
     UP,
     Check,
-    DataNeed,
     Stage,
     TrainingJob,
+    prompts_need,
 )
 
 VALUE_MODELS = ("reward_model", "policy_head")
@@ -182,21 +182,12 @@ def train(job: TrainingJob) -> dict:
     return train_ppo(job.config, job.run_dir, job.workspace, job.resume_from, job.metrics, job.stop)
 
 
-PROMPTS = DataNeed(
-    "prompt",
-    "prompts",
-    uses={
-        kind: "PPO takes the prompts of this dataset" for kind in ("sft", "preference", "unpaired_preference")
-    },
-    refused_formats={"text": "PPO needs prompts, and plain text rows have no prompt to take"},
-    own_kind_note="prompt-only rows feed PPO",
-)
-
 STAGE = Stage(
     name="ppo",
     label="PPO",
+    when="you have a reward model and want classic RLHF: a critic, a per-token KL penalty and a KL budget.",
     config=PPOJobConfig,
-    data=PROMPTS,
+    data=prompts_need("PPO"),
     produces=POLICY,
     charts=(
         "objective/scores",

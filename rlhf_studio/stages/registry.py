@@ -7,10 +7,20 @@ everywhere. A stage's record is `STAGE` in its module; listing it here is the on
 from __future__ import annotations
 
 from rlhf_studio.config.base import ConfigError
-from rlhf_studio.stages import dpo, kto, ppo, reward, sft
+from rlhf_studio.stages import dpo, grpo, kto, orpo, ppo, reward, rloo, sft, simpo
 from rlhf_studio.stages.base import Stage
 
-STAGES: list[Stage] = [sft.STAGE, reward.STAGE, dpo.STAGE, kto.STAGE, ppo.STAGE]
+STAGES: list[Stage] = [
+    sft.STAGE,
+    reward.STAGE,
+    dpo.STAGE,
+    kto.STAGE,
+    orpo.STAGE,
+    simpo.STAGE,
+    ppo.STAGE,
+    grpo.STAGE,
+    rloo.STAGE,
+]
 
 
 def all_stages() -> list[Stage]:

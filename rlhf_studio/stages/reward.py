@@ -67,6 +67,7 @@ def build_trainer(config: RewardJobConfig, run_dir: Path, workspace: Workspace, 
 STAGE = Stage(
     name="rm",
     label="Reward model",
+    when="before PPO, GRPO or RLOO: it turns preference pairs into a score to optimise (and judges evals).",
     config=RewardJobConfig,
     data=PREFERENCE_PAIRS,
     produces=REWARD_MODEL,

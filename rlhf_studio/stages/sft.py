@@ -65,6 +65,7 @@ def build_trainer(config: SFTJobConfig, run_dir: Path, workspace: Workspace, cal
 STAGE = Stage(
     name="sft",
     label="SFT",
+    when="first: it teaches the model the task's format and voice from demonstrations.",
     config=SFTJobConfig,
     data=DEMONSTRATIONS,
     produces=POLICY,

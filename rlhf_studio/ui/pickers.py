@@ -37,7 +37,7 @@ def stage_note(selection: str) -> str:
     """One line under the stage picker: the config class's summary, or what a pipeline chains."""
     stage = find_stage(selection)
     if stage is not None:
-        return f"**{stage.label}:** {stage.summary}"
+        return f"**{stage.label}:** {stage.summary} **Pick it when** {stage.when}"
     stages = [stage_label(name) for name in pipeline_stages(selection)]
     scored = any(link.reward_model_from for link in PIPELINES[selection])
     return (

@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from rlhf_studio.config import QUANTIZATION_CHOICES, JobConfig, LoraSettings, field_help, installed_trackers
+from rlhf_studio.config import QUANTIZATION_CHOICES, JobConfig, field_help, installed_trackers
 from rlhf_studio.runner.commands import gpu_count
 from rlhf_studio.stages import all_stages, get_stage, stage_label
 
@@ -55,18 +55,21 @@ class FieldSpec:
 
 
 def stage_fields(cls: type[JobConfig]) -> list[FieldSpec]:
-    """The fields of one stage's class that the form edits, nested LoRA fields flattened to lora.<name>."""
+    """The fields of one stage's class that the form edits; the fields of a nested settings class (lora,
+    a stage's rewards) flattened to <field>.<name>."""
     hints = typing.get_type_hints(cls)
     shared = {item.name for item in fields(JobConfig)}
     specs = []
     for item in fields(cls):
         if item.name in PICKED_ABOVE:
             continue
-        if item.name == "lora":
-            lora_hints = typing.get_type_hints(LoraSettings)
+        nested = hints[item.name]
+        if hasattr(nested, "__dataclass_fields__"):
+            inner = typing.get_type_hints(nested)
+            is_shared = item.name in shared
             specs += [
-                FieldSpec(f"lora.{sub.name}", lora_hints[sub.name], sub.metadata, True)
-                for sub in fields(LoraSettings)
+                FieldSpec(f"{item.name}.{sub.name}", inner[sub.name], sub.metadata, is_shared)
+                for sub in fields(nested)
             ]
         else:
             specs.append(FieldSpec(item.name, hints[item.name], item.metadata, item.name in shared))
@@ -93,8 +96,13 @@ def section(spec: FieldSpec) -> str:
 
 
 def flatten(config_dict: dict[str, Any]) -> dict[str, Any]:
-    values = {key: value for key, value in config_dict.items() if key != "lora"}
-    values.update({f"lora.{key}": value for key, value in config_dict.get("lora", {}).items()})
+    """A config's dict with each nested mapping (lora, ...) as <field>.<name> keys."""
+    values = {}
+    for key, value in config_dict.items():
+        if isinstance(value, dict):
+            values.update({f"{key}.{name}": item for name, item in value.items()})
+        else:
+            values[key] = value
     return values
 
 
@@ -121,10 +129,15 @@ def from_widget(spec: FieldSpec, value: Any) -> Any:
 
 
 def nest(values: dict[str, Any]) -> dict[str, Any]:
-    """Flat form values to config_from_dict's shape (lora.<name> back into a lora mapping)."""
-    nested: dict[str, Any] = {key: value for key, value in values.items() if not key.startswith("lora.")}
-    lora = {key.removeprefix("lora."): value for key, value in values.items() if key.startswith("lora.")}
-    return {**nested, "lora": lora} if lora else nested
+    """Flat form values to config_from_dict's shape (<field>.<name> back into a <field> mapping)."""
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        outer, dot, inner = key.partition(".")
+        if dot:
+            nested.setdefault(outer, {})[inner] = value
+        else:
+            nested[key] = value
+    return nested
 
 
 # ---------------------------------------------------------------- the form

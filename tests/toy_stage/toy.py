@@ -57,6 +57,7 @@ def build_trainer(config: ToyJobConfig, run_dir, workspace, callbacks):
 STAGE = Stage(
     name="toy",
     label="Toy",
+    when="a test needs a stage nobody else knows.",
     config=ToyJobConfig,
     data=DEMONSTRATIONS,
     produces=POLICY,

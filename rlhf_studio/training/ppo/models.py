@@ -116,7 +116,8 @@ def load_ppo_models(
     policy = get_peft_model(start.model, policy_lora) if policy_lora else start.model
     critic, scorer = None, reward_fn
     if reward_fn is None:
-        reward_model, reward_tokenizer = load_reward_model(config, workspace)
+        trains_copy = config.value_model == "reward_model" and not config.lora.enabled
+        reward_model, reward_tokenizer = load_reward_model(config, workspace, trainable=trains_copy)
         scoring_model, frozen = reward_model, nullcontext
         if config.value_model == "reward_model":
             check_same_vocabulary(start.tokenizer, reward_tokenizer)
@@ -147,8 +148,9 @@ def load_ppo_models(
     return PPOModels(actor_critic, reference, scorer, start.tokenizer, start.source)
 
 
-def load_reward_model(config, workspace: Workspace):
-    """(model, tokenizer) of the reward model: a reward-model run (full or adapter) or a local folder."""
+def load_reward_model(config, workspace: Workspace, trainable: bool):
+    """(model, tokenizer) of `config.reward_model`: a reward-model run (full or adapter) or a local folder;
+    `trainable`: a critic copy will be trained from it, so it loads in fp32."""
     from rlhf_studio.config import is_reward_model
 
     source = resolve_model(config.reward_model, workspace)
@@ -157,7 +159,7 @@ def load_reward_model(config, workspace: Workspace):
             f"{config.reward_model} is not a reward model (a sequence classifier): pick a reward-model run."
         )
     kwargs = model_load_kwargs(config)
-    if config.value_model == "reward_model" and not config.lora.enabled:
+    if trainable:
         kwargs = {**kwargs, "dtype": torch.float32}  # the critic copy is trained: fp32 master weights
     model = load_model_chain(source, REWARD, kwargs, workspace)
     tokenizer = load_tokenizer(config.reward_model, workspace)

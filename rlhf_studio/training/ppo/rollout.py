@@ -224,11 +224,13 @@ class RewardModelScorer:
             messages + [{"role": "assistant", "content": reply}], tokenize=False
         )
 
-    @torch.no_grad()
     def __call__(self, responses: Responses) -> torch.Tensor:
-        texts = [
-            self.text(prompt, reply) for prompt, reply in zip(responses.prompts, responses.texts, strict=True)
-        ]
+        return self.score(responses.prompts, responses.texts)
+
+    @torch.no_grad()
+    def score(self, prompts: list, replies: list[str]) -> torch.Tensor:
+        """One score per (prompt, reply); prompts are strings or message lists."""
+        texts = [self.text(prompt, reply) for prompt, reply in zip(prompts, replies, strict=True)]
         device = next(self.model.parameters()).device
         scores = []
         with self.frozen():
