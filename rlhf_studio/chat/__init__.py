@@ -1,5 +1,5 @@
 """The chat arena engine: base, SFT and RLHF models side by side, streaming, reward scores, votes that become
-preference data. No gradio here: the Chat tab (rlhf_studio/ui) calls this.
+preference data and thumbs that become KTO data. No gradio here: the Chat tab (rlhf_studio/ui) calls this.
 
     cache = ModelCache(workspace)                                    # one per app, shared by all sessions
     arena = ChatArena(cache, [BUNDLED_MODEL, "run:<sft id>", "run:<dpo id>"], blind=True,
@@ -7,6 +7,7 @@ preference data. No gradio here: the Chat tab (rlhf_studio/ui) calls this.
     for views in arena.send("Name a colour.", GenerationSettings(seed=1)):
         ...                                        # [PaneView] A, B, C: messages so far, notice, score
     arena.vote(Vote.best("C"))                     # -> VoteResult; pairs appended to datasets/arena-votes
+    arena.thumb("B", up=True)                      # -> ThumbResult; a row appended to datasets/arena-feedback
     arena_stats(ArenaStore(workspace).votes())     # -> [PairStats] wins / ties / losses per pair of models
     export_dataset(workspace, "arena-votes", "votes.jsonl")
 
@@ -17,23 +18,34 @@ preference data. No gradio here: the Chat tab (rlhf_studio/ui) calls this.
     streaming.py  advance one reply stream per pane in turn
     reward.py     reward-model scores of replies (PPO's RewardModelScorer)
     votes.py      vote kinds -> preference pairs and log records (pure)
-    store.py      votes log, the arena's preference datasets, JSONL export
+    feedback.py   a thumb on one reply -> an unpaired (KTO) row and a log record (pure)
+    store.py      votes and feedback logs, the datasets they grow through the data doctor, JSONL export
     stats.py      wins / ties / losses / win rate per pair of models
-    arena.py      one conversation of 2-3 panes: send, stop, regenerate, clear, blind mode, vote
+    arena.py      one conversation of 2-3 panes: send, stop, regenerate, clear, blind mode, vote, thumbs
 """
 
-from rlhf_studio.chat.arena import ChatArena, PaneView, VoteResult
+from rlhf_studio.chat.arena import ChatArena, PaneView, ThumbResult, VoteResult
 from rlhf_studio.chat.cache import DEFAULT_BUDGET_BYTES, LoadedModel, ModelCache
 from rlhf_studio.chat.generation import ChatError, GenerationSettings
 from rlhf_studio.chat.stats import PairStats, arena_stats
-from rlhf_studio.chat.store import DEFAULT_DATASET, ArenaStore, export_dataset
+from rlhf_studio.chat.store import (
+    DEFAULT_DATASET,
+    DEFAULT_FEEDBACK_DATASET,
+    FEEDBACK,
+    VOTES,
+    ArenaStore,
+    export_dataset,
+)
 from rlhf_studio.chat.templates import FALLBACK_NOTICE
 from rlhf_studio.chat.votes import Vote, VoteError
 
 __all__ = [
     "DEFAULT_BUDGET_BYTES",
     "DEFAULT_DATASET",
+    "DEFAULT_FEEDBACK_DATASET",
     "FALLBACK_NOTICE",
+    "FEEDBACK",
+    "VOTES",
     "ArenaStore",
     "ChatArena",
     "ChatError",
@@ -42,6 +54,7 @@ __all__ = [
     "ModelCache",
     "PairStats",
     "PaneView",
+    "ThumbResult",
     "Vote",
     "VoteError",
     "VoteResult",

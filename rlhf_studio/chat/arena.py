@@ -1,10 +1,12 @@
-"""One arena conversation: 2 or 3 panes answer the same messages side by side, and the user votes.
+"""One arena conversation: 2 or 3 panes answer the same messages side by side, and the user votes on them or
+rates each reply with a thumb.
 
     cache = ModelCache(workspace)              # one per app: every session shares the loaded models
     arena = ChatArena(cache, [BUNDLED_MODEL, "run:...-sft-...", "run:...-dpo-..."], blind=True)
     for views in arena.send("Name a colour.", GenerationSettings(seed=1), progress):
         show(views)                            # [PaneView, ...] in pane order A, B, C
     result = arena.vote(Vote.best("B"))        # names revealed; pairs added to the "arena-votes" dataset
+    thumb = arena.thumb("A", up=False)         # names revealed; one row added to "arena-feedback" (KTO)
     arena.stop()    # from another thread (the Stop button): the replies end where they are
     arena.regenerate(settings) / arena.clear()
 
@@ -13,8 +15,14 @@ progress callback sees it), then one reply stream per pane is advanced in turn (
 the panes fill together; after the round every reply gets its reward-model score when a reward model is set.
 
 Blind mode shows the panes as "Model A/B/C" in an order shuffled with `shuffle_seed` (random when None); only
-this object knows which model is behind which letter until a vote reveals them. `clear()` starts a new
-conversation and, in blind mode, a new shuffle and hidden names again.
+this object knows which model is behind which letter until a vote or a thumb reveals them (a thumb names its
+pane's model, and with the picks known that tells the others apart too, so it reveals them all). Once
+revealed, the names stay shown, and later votes and thumbs of the conversation are logged as not blind.
+`clear()` starts a new conversation and, in blind mode, a new shuffle and hidden names again.
+
+Each round takes one vote, and one thumb per pane: a second thumb on the same reply is refused rather than
+replacing the first (the logs are append-only, and the first row may already be in another dataset), so a
+pane is rated again after the next message or a regenerate gives it a new reply.
 
 An arena is one browser session's state (keep it in `gr.State`): its methods are not meant to be called
 from two threads at once, except `stop()`.
@@ -29,12 +37,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rlhf_studio.chat.cache import LoadedModel, ModelCache
+from rlhf_studio.chat.feedback import THUMBS, thumb_record, unpaired_row
 from rlhf_studio.chat.generation import ChatError, GenerationSettings, stream_reply
 from rlhf_studio.chat.reward import load_reward_scorer, score_replies
-from rlhf_studio.chat.store import DEFAULT_DATASET, ArenaStore
+from rlhf_studio.chat.store import DEFAULT_DATASET, DEFAULT_FEEDBACK_DATASET, FEEDBACK, VOTES, ArenaStore
 from rlhf_studio.chat.streaming import interleave
 from rlhf_studio.chat.templates import conversation, render_prompt
-from rlhf_studio.chat.votes import PANE_LETTERS, Vote, VoteError, check_vote, preference_rows, vote_record
+from rlhf_studio.chat.votes import (
+    PANE_LETTERS,
+    Vote,
+    VoteError,
+    check_vote,
+    pane_index,
+    preference_rows,
+    vote_record,
+)
 from rlhf_studio.models import Progress
 from rlhf_studio.runner.runs import now_iso
 
@@ -60,6 +77,18 @@ class VoteResult:
     pairs_stored: int
     skipped: list[str]  # why the data doctor refused a pair, e.g. "line 1, rejected: chosen identical..."
     models: list[str]  # the models behind panes A, B(, C): revealed now
+
+
+@dataclass
+class ThumbResult:
+    thumb_id: str
+    dataset: str
+    pane: str  # the pane's letter
+    up: bool
+    model: str  # the model behind the pane: revealed now, with the others
+    rows_stored: int  # 1, or 0 when the data doctor refused the row
+    skipped: list[str]  # why the data doctor refused it, e.g. "line 1, completion[0].content: empty text"
+    rows_total: int  # rows in the dataset now
 
 
 @dataclass
@@ -161,6 +190,7 @@ class ChatArena:
         self._panes = [_Pane(model) for model in order]
         self._revealed = False
         self._voted = False
+        self._thumbs: dict[int, bool] = {}  # pane index -> up, for this round's replies
         self._stop.clear()
 
     def _check_idle(self) -> None:
@@ -174,7 +204,7 @@ class ChatArena:
             raise ChatError("; ".join(problems))
 
     def _round(self, settings: GenerationSettings, progress: Progress | None) -> Iterator[list[PaneView]]:
-        self._busy, self._voted, self._settings = True, False, settings
+        self._busy, self._voted, self._thumbs, self._settings = True, False, {}, settings
         self._stop.clear()
         for pane in self._panes:
             pane.notice = pane.score = pane.error = None
@@ -244,7 +274,7 @@ class ChatArena:
         if any(pane.error for pane in self._panes):
             raise VoteError("A pane has no reply this round, so the panes cannot be compared.")
         check_vote(vote, len(self._panes))
-        self.store.check_dataset(dataset)
+        self.store.check_dataset(VOTES, dataset)
         record = vote_record(
             vote,
             [pane.model for pane in self._panes],
@@ -256,10 +286,48 @@ class ChatArena:
             blind=not self.revealed,
             settings=self._settings.to_dict(),
         )
-        stored, skipped = self.store.add_pairs(dataset, preference_rows(record))
-        self.store.append_vote({**record, "pairs_stored": stored})
+        added = self.store.add_rows(VOTES, dataset, preference_rows(record))
+        self.store.append_vote({**record, "pairs_stored": added.stored})
         self._voted = self._revealed = True
-        return VoteResult(record["id"], dataset, stored, skipped, [pane.model for pane in self._panes])
+        return VoteResult(
+            record["id"], dataset, added.stored, added.skipped, [pane.model for pane in self._panes]
+        )
+
+    def thumb(self, letter: str, up: bool, dataset: str = DEFAULT_FEEDBACK_DATASET) -> ThumbResult:
+        """Rate pane `letter`'s last reply good (`up`) or bad: the log, one KTO row for `dataset`, the names
+        revealed. One thumb per reply: a second one is refused."""
+        self._check_idle()
+        index = pane_index(letter, len(self._panes))
+        pane = self._panes[index]
+        if self._settings is None or not pane.messages:
+            raise VoteError("Send a message first: there is no reply to rate.")
+        if pane.error:
+            raise VoteError(f"Pane {letter} has no reply this round, so there is nothing to rate.")
+        if index in self._thumbs:
+            raise VoteError(
+                f"Pane {letter}'s reply already has a {THUMBS[self._thumbs[index]]}: "
+                "send another message or regenerate to rate a new reply."
+            )
+        self.store.check_dataset(FEEDBACK, dataset)
+        record = thumb_record(
+            letter,
+            up,
+            pane.model,
+            conversation(self._settings.system_prompt, pane.messages[:-1]),
+            pane.messages[-1]["content"],
+            thumb_id=uuid.uuid4().hex,
+            time=now_iso(),
+            dataset=dataset,
+            blind=not self.revealed,
+            settings=self._settings.to_dict(),
+        )
+        added = self.store.add_rows(FEEDBACK, dataset, [unpaired_row(record)])
+        self.store.append_record(FEEDBACK, {**record, "rows_stored": added.stored})
+        self._thumbs[index] = up
+        self._revealed = True
+        return ThumbResult(
+            record["id"], dataset, letter, up, pane.model, added.stored, added.skipped, added.total
+        )
 
 
 def _part(progress: Progress | None, index: int, count: int) -> Progress | None:

@@ -24,7 +24,7 @@ VOTE_KINDS = (BEST, RANKING, TIE, BOTH_BAD)
 
 
 class VoteError(ValueError):
-    """A vote was refused; the message is one sentence for the user."""
+    """A vote or a thumb was refused; the message is one sentence for the user."""
 
 
 @dataclass(frozen=True)
@@ -49,21 +49,27 @@ class Vote:
         return cls(BOTH_BAD)
 
 
+def pane_index(letter: str, panes: int) -> int:
+    """The index of pane `letter` among `panes` panes; VoteError when there is no such pane."""
+    letters = PANE_LETTERS[:panes]
+    if letter not in letters:
+        raise VoteError(f"There is no pane {letter!r} here; panes: {', '.join(letters)}.")
+    return letters.index(letter)
+
+
 def check_vote(vote: Vote, panes: int) -> list[int]:
     """The pane indices of `vote.order`; VoteError when the vote does not fit `panes` panes."""
     letters = PANE_LETTERS[:panes]
     if vote.kind not in VOTE_KINDS:
         raise VoteError(f"Unknown vote {vote.kind!r}; votes: {', '.join(VOTE_KINDS)}.")
-    unknown = [letter for letter in vote.order if letter not in letters]
-    if unknown:
-        raise VoteError(f"There is no pane {unknown[0]!r} here; panes: {', '.join(letters)}.")
+    order = [pane_index(letter, panes) for letter in vote.order]
     if vote.kind == BEST and len(vote.order) != 1:
         raise VoteError("Pick exactly one best pane.")
     if vote.kind == RANKING and sorted(vote.order) != sorted(letters):
         raise VoteError(f"A ranking orders every pane once: {', '.join(letters)}.")
     if vote.kind in (TIE, BOTH_BAD) and vote.order:
         raise VoteError("A tie or both-bad vote names no pane.")
-    return [letters.index(letter) for letter in vote.order]
+    return order
 
 
 def decisive_pairs(vote: Vote, panes: int) -> list[tuple[int, int]]:

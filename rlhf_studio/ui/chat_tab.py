@@ -1,4 +1,5 @@
-"""Chat tab: 2-3 models answer side by side, streaming together; RM scores; votes become preference data.
+"""Chat tab: 2-3 models answer side by side, streaming together; RM scores; votes become preference data and
+thumbs under each reply become KTO data.
 
 The arena engine (rlhf_studio.chat) does the work; this module lays out the panes and turns clicks into its
 calls. One ChatArena per browser lives in gr.State; the ModelCache is the app's, shared by every browser.
@@ -13,16 +14,20 @@ import gradio as gr
 
 from rlhf_studio.chat import (
     DEFAULT_DATASET,
+    DEFAULT_FEEDBACK_DATASET,
     ArenaStore,
     ChatArena,
     GenerationSettings,
     ModelCache,
     PaneView,
+    ThumbResult,
     Vote,
+    VoteError,
     VoteResult,
     arena_stats,
     export_dataset,
 )
+from rlhf_studio.chat.feedback import THUMBS
 from rlhf_studio.chat.generation import share_cpu
 from rlhf_studio.models import default_model
 from rlhf_studio.runner.pipelines import PipelineRunner
@@ -31,6 +36,7 @@ from rlhf_studio.ui.errors import USER_ERRORS, user_errors
 from rlhf_studio.ui.pickers import finished_runs, model_choices, reward_choices, run_choices
 
 LETTERS = ("A", "B", "C")
+THUMB_BUTTONS = {True: ("up", "👍 Good"), False: ("down", "👎 Bad")}  # elem_id part, label
 STATS_COLUMNS = ["model", "vs", "wins", "ties", "losses", "both bad", "win rate"]
 VOTES = {
     "best-A": ("A is best", lambda: Vote.best("A")),
@@ -65,6 +71,16 @@ def vote_text(result: VoteResult) -> str:
     return f"Vote recorded. {names}. {stored}.{skipped}"
 
 
+def thumb_text(result: ThumbResult) -> str:
+    total = f"{result.rows_total} row{'' if result.rows_total == 1 else 's'}"
+    added = "1 row added" if result.rows_stored else "no row added"
+    skipped = "".join(f"\n- skipped: {reason}" for reason in result.skipped)
+    return (
+        f"{THUMBS[result.up]} on pane {result.pane} (model `{result.model}`): "
+        f"{added} to **{result.dataset}** ({total}).{skipped}"
+    )
+
+
 def default_picks(finished: list) -> list[str]:
     """The base, the newest policy run tuned on demonstrations (SFT) and the newest tuned on feedback (RLHF):
     what each stage did, side by side."""
@@ -95,7 +111,10 @@ class ChatTab:
         with gr.Row(equal_height=True):
             self.count = gr.Radio([2, 3], value=3, label="Panes", elem_id="chat-count", scale=1)
             self.blind = gr.Checkbox(
-                False, label="Blind: names hidden until you vote", elem_id="chat-blind", scale=1
+                False,
+                label="Blind: names hidden until you vote or rate a reply",
+                elem_id="chat-blind",
+                scale=1,
             )
             self.reward = gr.Dropdown(
                 [],
@@ -128,14 +147,19 @@ class ChatTab:
                 self.greedy = gr.Checkbox(False, label="Greedy (always the most likely token)")
 
     def _build_conversation(self) -> None:
+        self.panes, self.footers, self.thumb_rows, self.thumbs = [], [], [], {}
         with gr.Row(equal_height=True):
-            self.panes, self.footers = [], []
             for letter in LETTERS:
                 with gr.Column():
-                    self.panes.append(
-                        gr.Chatbot(label=f"Model {letter}", height=380, elem_id=f"chat-pane-{letter.lower()}")
-                    )
-                    self.footers.append(gr.Markdown(elem_id=f"chat-footer-{letter.lower()}"))
+                    self._build_pane(letter)
+        with gr.Row(equal_height=True):
+            self.thumb_message = gr.Markdown(elem_id="chat-thumb-message")
+            self.feedback_dataset = gr.Textbox(
+                DEFAULT_FEEDBACK_DATASET,
+                label="Thumbs go to dataset",
+                info="Each 👍 or 👎 is one (prompt, reply, good or bad) row for a KTO run.",
+                elem_id="chat-feedback-dataset",
+            )
         with gr.Row(equal_height=True):
             self.message = gr.Textbox(
                 show_label=False, placeholder="Message every pane…", elem_id="chat-message", scale=5
@@ -145,6 +169,18 @@ class ChatTab:
             self.regenerate = gr.Button("Regenerate (new seed)", elem_id="chat-regenerate", scale=1)
             self.clear = gr.Button("New conversation", elem_id="chat-clear", scale=1)
         self.status = gr.Markdown(elem_id="chat-status")
+
+    def _build_pane(self, letter: str) -> None:
+        """One pane: the conversation, its footer (RM score, notices) and its thumbs."""
+        pane_id = letter.lower()
+        self.panes.append(gr.Chatbot(label=f"Model {letter}", height=380, elem_id=f"chat-pane-{pane_id}"))
+        self.footers.append(gr.Markdown(elem_id=f"chat-footer-{pane_id}"))
+        with gr.Row() as row:
+            for up, (direction, label) in THUMB_BUTTONS.items():
+                self.thumbs[letter, up] = gr.Button(
+                    label, size="sm", min_width=60, elem_id=f"chat-thumb-{direction}-{pane_id}"
+                )
+        self.thumb_rows.append(row)
 
     def _build_votes(self) -> None:
         gr.Markdown(
@@ -187,6 +223,7 @@ class ChatTab:
             updates[self.models[index]] = gr.update(visible=visible)
             updates[self.panes[index]] = gr.update(visible=visible)
             updates[self.footers[index]] = gr.update(visible=visible)
+            updates[self.thumb_rows[index]] = gr.update(visible=visible)
         updates[self.votes["best-C"]] = gr.update(visible=count == 3)
         return updates
 
@@ -246,10 +283,16 @@ class ChatTab:
                 rounds = arena.regenerate(settings, loading)
             else:
                 rounds = arena.send(inputs[self.message], settings, loading)
-            yield {self.arena: arena, self.message: "", self.status: note, self.vote_message: ""}
+            yield {
+                self.arena: arena,
+                self.message: "",
+                self.status: note,
+                self.vote_message: "",
+                self.thumb_message: "",
+            }
             for views in rounds:
                 yield self.show(views)
-            updates = {self.status: note or "Done: vote below, or keep chatting."}
+            updates = {self.status: note or "Done: rate a reply 👍 or 👎, vote below, or keep chatting."}
             if regenerate:
                 updates[self.seed] = settings.seed
             yield updates
@@ -275,7 +318,7 @@ class ChatTab:
             updates = self.show(arena.views())
         else:
             updates = {chatbot: gr.update(value=[]) for chatbot in self.panes}
-        return {**updates, self.vote_message: "", self.status: ""}
+        return {**updates, self.vote_message: "", self.thumb_message: "", self.status: ""}
 
     def on_export(self, dataset: str) -> dict:
         name = dataset.strip() or DEFAULT_DATASET
@@ -294,6 +337,17 @@ class ChatTab:
             self.stats: stats_rows(self.runner.workspace),
         }
 
+    def on_thumb(self, letter: str, up: bool, arena: ChatArena | None, dataset: str) -> dict:
+        """What the thumb stored, in the line under the panes; a refusal is one sentence there, with the
+        panes left as they are (a gr.Error would cover every pane with an error badge)."""
+        try:
+            if arena is None:
+                raise VoteError("Send a message first: there is no reply to rate.")
+            result = arena.thumb(letter, up, dataset.strip() or DEFAULT_FEEDBACK_DATASET)
+        except USER_ERRORS as error:
+            return {self.thumb_message: f"⚠ {error}"}
+        return {**self.show(arena.views()), self.thumb_message: thumb_text(result)}
+
 
 def build_chat_tab(runner: PipelineRunner, cache: ModelCache, tab: gr.Tab) -> None:
     view = ChatTab(runner, cache)
@@ -301,19 +355,17 @@ def build_chat_tab(runner: PipelineRunner, cache: ModelCache, tab: gr.Tab) -> No
         view.arena, view.count, view.blind, view.reward, view.message, view.system, view.temperature,
         view.top_p, view.max_new, view.seed, view.greedy, *view.models,
     }  # fmt: skip
-    streamed = [view.arena, view.message, view.status, view.vote_message, view.seed, *view.panes]
-    streamed += view.footers
+    streamed = [view.arena, view.message, view.status, view.vote_message, view.thumb_message, view.seed]
+    streamed += [*view.panes, *view.footers]
     tab.select(view.on_open, [view.count, *view.models], [*view.models, view.reward, view.stats])
-    view.count.change(
-        view.on_count, view.count, [*view.models, *view.panes, *view.footers, view.votes["best-C"]]
-    )
+    shown = [*view.models, *view.panes, *view.footers, *view.thumb_rows, view.votes["best-C"]]
+    view.count.change(view.on_count, view.count, shown)
     for trigger in (view.send.click, view.message.submit):
         trigger(view.on_send, inputs, streamed)
     view.regenerate.click(view.on_regenerate, inputs, streamed)
     view.stop.click(view.on_stop, view.arena, view.status, concurrency_limit=None)
-    view.clear.click(
-        user_errors(view.on_clear), view.arena, [*view.panes, *view.footers, view.vote_message, view.status]
-    )
+    cleared = [*view.panes, *view.footers, view.vote_message, view.thumb_message, view.status]
+    view.clear.click(user_errors(view.on_clear), view.arena, cleared)
     view.export.click(user_errors(view.on_export), view.dataset, view.exported)
     vote_outputs = [*view.panes, *view.footers, view.vote_message, view.stats]
     for key, button in view.votes.items():
@@ -321,4 +373,12 @@ def build_chat_tab(runner: PipelineRunner, cache: ModelCache, tab: gr.Tab) -> No
             user_errors(lambda arena, dataset, key=key: view.on_vote(key, arena, dataset)),
             [view.arena, view.dataset],
             vote_outputs,
+        )
+    for (letter, up), button in view.thumbs.items():
+        button.click(
+            user_errors(
+                lambda arena, dataset, letter=letter, up=up: view.on_thumb(letter, up, arena, dataset)
+            ),
+            [view.arena, view.feedback_dataset],
+            [*view.panes, *view.footers, view.thumb_message],
         )
