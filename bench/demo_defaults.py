@@ -1,13 +1,15 @@
 """Each stage's default settings on the bundled model and the demo data: wall time and whether it learns.
 
-    python bench/demo_defaults.py [--stages sft rm dpo kto ppo] [--sft-run ID] [--rm-run ID]
+    python bench/demo_defaults.py [--stages sft rm dpo kto orpo simpo ppo grpo rloo] [--sft-run ID]
+                                  [--rm-run ID]
 
 Runs the chain the README promises, one stage after another as `python -m rlhf_studio train` children (the
-runner's path): SFT on demo SFT data, then a reward model, DPO, KTO and PPO each from the SFT run (PPO
-scored by the RM run). Every config is the stage's defaults with only model, dataset and reward model set.
-Prints per stage the wall time (process start included; target <= 10 min, PPO <= 15 min on a 2-core CPU)
-and the first and last value of the metrics that show learning. `--sft-run` / `--rm-run` reuse finished runs.
-Uses $RLHF_STUDIO_HOME (default ./workspace); converts the bundled model and imports the demo data if needed.
+runner's path): SFT on demo SFT data, then a reward model, DPO, KTO, PPO, GRPO and RLOO each from the SFT run
+(the RL stages scored by the RM run), and ORPO and SimPO from the base model (they need no SFT first). Every
+config is the stage's defaults with only model, dataset and reward model set. Prints per stage the wall time
+(process start included; target <= 10 min, PPO <= 15 min on a 2-core CPU) and the first and last value of the
+metrics that show learning. `--sft-run` / `--rm-run` reuse finished runs. Uses $RLHF_STUDIO_HOME (default
+./workspace); converts the bundled model and imports the demo data if needed.
 """
 
 from __future__ import annotations
@@ -33,10 +35,15 @@ DATASETS = {
     "rm": "demo-preference",
     "dpo": "demo-preference",
     "kto": "demo-preference",  # each pair: one desirable and one undesirable reply
+    "orpo": "demo-preference",
+    "simpo": "demo-preference",
     "ppo": "demo-prompts",
+    "grpo": "demo-prompts",
+    "rloo": "demo-prompts",
 }
+FROM_BASE = ("orpo", "simpo")  # one stage from the base model, no SFT first
 EVAL_PROMPTS = "demo-eval-prompts"  # held out from every stage, for win rates (bench/eval_demo.py)
-LIMITS = {"sft": 600, "rm": 600, "dpo": 600, "kto": 600, "ppo": 900}  # seconds
+LIMITS = {stage: 900 if stage == "ppo" else 600 for stage in DATASETS}  # seconds
 
 
 def import_demo(workspace: Workspace) -> None:
@@ -49,9 +56,9 @@ def import_demo(workspace: Workspace) -> None:
 
 def run_stage(workspace: Workspace, stage: str, links: dict[str, str]) -> tuple[str, float]:
     values = {"dataset": DATASETS[stage]}
-    if stage != "sft" and links.get("sft"):
+    if stage not in ("sft", *FROM_BASE) and links.get("sft"):
         values["model"] = f"run:{links['sft']}"
-    if stage == "ppo":
+    if get_stage(stage).scored_by_reward_model:
         values["reward_model"] = f"run:{links['rm']}"
     config = get_stage(stage).config(**values)
     run_id, folder = create_run_dir(workspace, stage)
@@ -93,8 +100,8 @@ def main() -> None:
     import_demo(workspace)
     links = {"sft": args.sft_run, "rm": args.rm_run}
     for stage in args.stages:
-        if stage == "ppo" and not links.get("rm"):
-            raise SystemExit("ppo needs a reward model: run the rm stage first or pass --rm-run")
+        if get_stage(stage).scored_by_reward_model and not links.get("rm"):
+            raise SystemExit(f"{stage} needs a reward model: run the rm stage first or pass --rm-run")
         run_id, seconds = run_stage(workspace, stage, links)
         links[stage] = run_id
         report(workspace, stage, run_id, seconds)

@@ -1,6 +1,6 @@
 """Overhead of the studio's training path over calling TRL directly, on the bundled model and demo data.
 
-    python bench/overhead.py [--stages dpo sft] [--steps 8] [--rounds 2] [--threads N]
+    python bench/overhead.py [--stages dpo sft kto grpo] [--steps 8] [--rounds 2] [--threads N]
 
 For each stage the same job config (the stage defaults, fixed seed, `--steps` steps, no evaluation) runs
 (a) as a plain script that builds the TRL trainer itself (`--direct`, below), and
@@ -8,7 +8,9 @@ For each stage the same job config (the stage defaults, fixed seed, `--steps` st
 alternating a/b (order flipped every round). Samples/s come from the Trainer's own `train_runtime` in both,
 so they cover the training loop only (with the studio's callbacks in b); process start, imports, model and
 data loading are reported apart as "setup". Prints each run, the medians and the ratio b/a (target >= 0.97).
-Uses $RLHF_STUDIO_HOME (default ./workspace); converts the bundled model and imports the demo data if needed.
+GRPO is scored on both sides by the same rule reward (a length band; no reward model), KTO trains on the demo
+pairs split into good and bad replies. Uses $RLHF_STUDIO_HOME (default ./workspace); converts the bundled
+model and imports the demo data if needed.
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ sys.path.insert(0, str(REPO))
 
 from rlhf_studio.config import JobConfig, save_config  # noqa: E402
 from rlhf_studio.models import BUNDLED_MODEL, ensure_bundled_model  # noqa: E402
+from rlhf_studio.rewards import RuleRewardSettings  # noqa: E402
 from rlhf_studio.stages import (  # noqa: E402
     get_stage,
     load_config,  # noqa: E402
-    stage_names,
 )
 from rlhf_studio.workspace import Workspace  # noqa: E402
 
 DEMO = {"sft": ("bench-sft", "sft.jsonl"), "rm": ("bench-preference", "preference.jsonl")}
-DEMO["dpo"] = DEMO["rm"]
+DEMO["dpo"] = DEMO["kto"] = DEMO["rm"]
+DEMO["grpo"] = ("bench-prompts", "prompts.jsonl")
+LENGTH_BAND = {"min_words": 5, "max_words": 20}  # GRPO's reward on both sides
 
 
 # ---------------------------------------------------------------- (a) the plain TRL script
@@ -55,7 +59,19 @@ def direct(config_path: Path, output_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     rows = [json.loads(line) for line in (workspace.datasets_dir / config.dataset / "train.jsonl").open()]
     roles = {"prompt": "user", "completion": "assistant", "chosen": "assistant", "rejected": "assistant"}
-    rows = [{key: [{"role": roles[key], "content": value}] for key, value in row.items()} for row in rows]
+    if config.stage == "kto":  # pairs as one desirable and one undesirable row, as the studio splits them
+        rows = [
+            {"prompt": row["prompt"], "completion": row[reply], "label": reply == "chosen"}
+            for row in rows
+            for reply in ("chosen", "rejected")
+        ]
+    rows = [
+        {
+            key: [{"role": roles[key], "content": value}] if key in roles else value
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
     auto_class = AutoModelForSequenceClassification if config.stage == "rm" else AutoModelForCausalLM
     extra = {"num_labels": 1} if config.stage == "rm" else {}
     torch.manual_seed(config.seed)
@@ -99,6 +115,8 @@ def build_direct_trainer(config, model, tokenizer, dataset, common: dict, peft_c
 
     data = {"train_dataset": dataset, "processing_class": tokenizer}
     peft = peft_config if config.lora.enabled else None
+    if config.stage in ("kto", "grpo"):
+        return build_newer_trainer(config, model, common, peft, data)
     if config.stage == "sft":
         return SFTTrainer(model=model, args=SFTConfig(**common, packing=False), peft_config=peft, **data)
     if config.stage == "rm":
@@ -106,6 +124,35 @@ def build_direct_trainer(config, model, tokenizer, dataset, common: dict, peft_c
     args = DPOConfig(**common, beta=config.beta, loss_type=[config.loss_type])
     reference = None if peft else copy.deepcopy(model).eval().requires_grad_(False)
     return DPOTrainer(model=model, ref_model=reference, args=args, peft_config=peft, **data)
+
+
+def build_newer_trainer(config, model, common: dict, peft, data: dict):
+    from trl import GRPOConfig, GRPOTrainer, KTOConfig, KTOTrainer
+
+    from rlhf_studio.rewards import length_reward
+
+    if config.stage == "kto":
+        args = KTOConfig(
+            **common,
+            beta=config.beta,
+            desirable_weight=config.desirable_weight,
+            undesirable_weight=config.undesirable_weight,
+            loss_type=config.loss_type,
+        )
+        return KTOTrainer(model=model, args=args, peft_config=peft, **data)
+    common = {key: value for key, value in common.items() if key != "max_length"}
+    args = GRPOConfig(
+        **common,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        beta=config.beta,
+        loss_type=config.loss_type,
+        scale_rewards=config.scale_rewards,
+        reward_weights=[config.rewards.length_weight],
+    )
+    reward = length_reward(LENGTH_BAND["min_words"], LENGTH_BAND["max_words"])
+    return GRPOTrainer(model=model, reward_funcs=[reward], args=args, peft_config=peft, **data)
 
 
 # ---------------------------------------------------------------- the comparison
@@ -118,8 +165,9 @@ def prepare(workspace: Workspace, stage: str, steps: int, folder: Path) -> Path:
     name, file = DEMO[stage]
     if not (workspace.datasets_dir / name / "manifest.json").is_file():
         import_dataset(workspace, REPO / "assets" / "demo" / file, name)
+    extra = {"rewards": RuleRewardSettings(**LENGTH_BAND)} if stage == "grpo" else {}
     config: JobConfig = get_stage(stage).config(
-        model=BUNDLED_MODEL, dataset=name, max_steps=steps, seed=0, use_eval_split=False
+        model=BUNDLED_MODEL, dataset=name, max_steps=steps, seed=0, use_eval_split=False, **extra
     )
     path = folder / f"{stage}.yaml"
     save_config(config, path)
@@ -182,7 +230,7 @@ def compare(stage: str, config_path: Path, rounds: int, folder: Path, env: dict)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", nargs="+", default=["dpo", "sft"], choices=sorted(stage_names()))
+    parser.add_argument("--stages", nargs="+", default=["dpo", "sft"], choices=sorted(DEMO))
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(

@@ -64,7 +64,6 @@ class RuleRewardSettings:
         r"The whole stripped reply must match this regular expression (e.g. <answer>\d+</answer>; .* for "
         "anything before or after). Empty: no format reward.",
         label="Format regex",
-        basic=True,
     )
     format_weight: float = _field(1.0, "Weight of the format reward (0: logged only).", label="Format weight")
     must_contain: str = _field("", "Comma-separated words or phrases to contain (share present).")
@@ -74,14 +73,13 @@ class RuleRewardSettings:
     max_words: int | None = _field(None, "Most words that score 1 (more: down to 0 at twice this).")
     length_weight: float = _field(1.0, "Weight of the length reward (0: logged only).", label="Length weight")
     answer_column: str = _field(
-        "", "Dataset column with each prompt's correct answer. Empty: no answer reward.", basic=True
+        "", "Dataset column with each prompt's correct answer. Empty: no answer reward."
     )
     answer_match: str = _field(
         "numeric",
         "numeric: the reply's last number equals the answer (1,000 = 1000.0 = 1e3); exact: its final answer "
         "equals it as text (any case, trailing punctuation ignored).",
         choices=ANSWER_MATCHES,
-        basic=True,
     )
     answer_weight: float = _field(1.0, "Weight of the answer reward (0: logged only).", label="Answer weight")
 

@@ -279,3 +279,37 @@ def test_ppo_run_shows_score_and_kl_charts_and_samples(studio, tiny_reward_dir):
     assert read_status(root / "runs" / run_id).state == COMPLETED
     config = load_config(root / "runs" / run_id / "config.yaml")
     assert (config.stage, config.reward_model, config.max_steps) == ("ppo", f"run:{reward_run}", 3)
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_grpo_run_shows_reward_and_kl_charts_and_samples(studio, tiny_reward_dir):
+    url, root = studio
+    reward_run = finished_reward_model_run(root, tiny_reward_dir)
+    before = run_ids(root)
+    with chromium_page() as page:
+        page.goto(url)
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#train-stage").get_by_role("radio", name="GRPO", exact=True).check()
+        expect(page.locator("#train-stage-note")).to_contain_text("Pick it when")
+        expect(page.locator("#train-reward input")).to_have_value(re.compile(reward_run))
+        expect(page.locator("#train-data-grpo input")).to_have_value("demo-prefs")
+        for name, value in (("max-steps", 3), ("max-length", 64), ("max-completion-length", 8)):
+            page.locator(f"#setting-{name} input").fill(str(value))
+        page.locator("#setting-per-device-train-batch-size input").fill("4")
+        page.locator("#train-start").click()
+        expect(page.locator("#train-message")).to_contain_text("Started")
+        (run_id,) = run_ids(root) - before - {reward_run}
+
+        page.get_by_role("tab", name="Monitor").click()
+        steps = watch_progress(page)
+        assert steps[-1] == "step 3/3", steps
+        page.wait_for_function("() => document.querySelector('#monitor-chart-1 .js-plotly-plot')")
+        titles = page.evaluate(
+            "() => [0, 1].map(i => document.querySelector(`#monitor-chart-${i} .js-plotly-plot`)"
+            ".layout.title.text)"
+        )
+        assert titles == ["reward", "kl"]
+        expect(page.get_by_text("GRPO samples (latest step)")).to_be_visible()
+        screenshot(page, "monitor-tab-grpo")
+    assert read_status(root / "runs" / run_id).state == COMPLETED

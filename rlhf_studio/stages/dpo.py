@@ -10,7 +10,6 @@ before training (not reloaded by name: a merged adapter run exists only in memor
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,31 +58,22 @@ def build_trainer(config: DPOJobConfig, run_dir: Path, workspace: Workspace, cal
 
     from rlhf_studio.training.common import (
         CAUSAL,
+        frozen_reference,
         load_splits,
         load_starting_point,
-        lora_config,
-        training_arguments,
+        trainer_inputs,
     )
+    from rlhf_studio.training.common import training_arguments as shared
 
     start = load_starting_point(config, workspace, CAUSAL)
     train, evaluation = load_splits(config, workspace, start.tokenizer)
     args = DPOConfig(
-        **training_arguments(config, run_dir, has_eval=evaluation is not None),
+        **shared(config, run_dir, has_eval=evaluation is not None),
         beta=config.beta,
         loss_type=[config.loss_type],
     )
-    peft_config = lora_config(config, start.model, "CAUSAL_LM")
-    trainer = DPOTrainer(
-        model=start.model,
-        ref_model=None if peft_config else copy.deepcopy(start.model).eval().requires_grad_(False),
-        args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=start.tokenizer,
-        callbacks=callbacks,
-        peft_config=peft_config,
-    )
-    return trainer, start.source
+    inputs = trainer_inputs(config, start, train, evaluation, callbacks, "CAUSAL_LM")
+    return DPOTrainer(ref_model=frozen_reference(inputs), args=args, **inputs), start.source
 
 
 STAGE = Stage(

@@ -11,7 +11,6 @@ term from mismatched prompt/completion pairs of a batch, so a batch needs at lea
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,33 +80,24 @@ def build_trainer(config: KTOJobConfig, run_dir: Path, workspace: Workspace, cal
 
     from rlhf_studio.training.common import (
         CAUSAL,
+        frozen_reference,
         load_splits,
         load_starting_point,
-        lora_config,
-        training_arguments,
+        trainer_inputs,
     )
+    from rlhf_studio.training.common import training_arguments as shared
 
     start = load_starting_point(config, workspace, CAUSAL)
     train, evaluation = load_splits(config, workspace, start.tokenizer)
     args = KTOConfig(
-        **training_arguments(config, run_dir, has_eval=evaluation is not None),
+        **shared(config, run_dir, has_eval=evaluation is not None),
         beta=config.beta,
         desirable_weight=config.desirable_weight,
         undesirable_weight=config.undesirable_weight,
         loss_type=config.loss_type,
     )
-    peft_config = lora_config(config, start.model, "CAUSAL_LM")
-    trainer = KTOTrainer(
-        model=start.model,
-        ref_model=None if peft_config else copy.deepcopy(start.model).eval().requires_grad_(False),
-        args=args,
-        train_dataset=unpaired(train),
-        eval_dataset=unpaired(evaluation),
-        processing_class=start.tokenizer,
-        callbacks=callbacks,
-        peft_config=peft_config,
-    )
-    return trainer, start.source
+    inputs = trainer_inputs(config, start, unpaired(train), unpaired(evaluation), callbacks, "CAUSAL_LM")
+    return KTOTrainer(ref_model=frozen_reference(inputs), args=args, **inputs), start.source
 
 
 FEEDBACK = DataNeed(

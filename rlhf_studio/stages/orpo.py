@@ -44,30 +44,14 @@ def build_trainer(config: ORPOJobConfig, run_dir: Path, workspace: Workspace, ca
     """(trainer, resolved starting model) for an ORPO job."""
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    from rlhf_studio.training.common import (
-        CAUSAL,
-        load_splits,
-        load_starting_point,
-        lora_config,
-        training_arguments,
-    )
+    from rlhf_studio.training.common import CAUSAL, load_splits, load_starting_point, trainer_inputs
+    from rlhf_studio.training.common import training_arguments as shared
 
     start = load_starting_point(config, workspace, CAUSAL)
     train, evaluation = load_splits(config, workspace, start.tokenizer)
-    args = ORPOConfig(
-        **training_arguments(config, run_dir, has_eval=evaluation is not None),
-        beta=config.beta,
-    )
-    trainer = ORPOTrainer(
-        model=start.model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=start.tokenizer,
-        callbacks=callbacks,
-        peft_config=lora_config(config, start.model, "CAUSAL_LM"),
-    )
-    return trainer, start.source
+    args = ORPOConfig(**shared(config, run_dir, has_eval=evaluation is not None), beta=config.beta)
+    inputs = trainer_inputs(config, start, train, evaluation, callbacks, "CAUSAL_LM")
+    return ORPOTrainer(args=args, **inputs), start.source
 
 
 STAGE = Stage(

@@ -37,31 +37,18 @@ def build_trainer(config: RewardJobConfig, run_dir: Path, workspace: Workspace, 
     """(trainer, resolved starting model) for a reward-model job."""
     from trl import RewardConfig, RewardTrainer
 
-    from rlhf_studio.training.common import (
-        REWARD,
-        load_splits,
-        load_starting_point,
-        lora_config,
-        training_arguments,
-    )
+    from rlhf_studio.training.common import REWARD, load_splits, load_starting_point, trainer_inputs
+    from rlhf_studio.training.common import training_arguments as shared
 
     start = load_starting_point(config, workspace, REWARD)
     start.model.config.pad_token_id = start.tokenizer.pad_token_id  # the head reads the last non-pad token
     train, evaluation = load_splits(config, workspace, start.tokenizer)
     args = RewardConfig(
-        **training_arguments(config, run_dir, has_eval=evaluation is not None),
+        **shared(config, run_dir, has_eval=evaluation is not None),
         center_rewards_coefficient=config.center_rewards_coefficient,
     )
-    trainer = RewardTrainer(
-        model=start.model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=start.tokenizer,
-        callbacks=callbacks,
-        peft_config=lora_config(config, start.model, "SEQ_CLS"),  # SEQ_CLS also trains and saves the head
-    )
-    return trainer, start.source
+    inputs = trainer_inputs(config, start, train, evaluation, callbacks, "SEQ_CLS")  # SEQ_CLS saves the head
+    return RewardTrainer(args=args, **inputs), start.source
 
 
 STAGE = Stage(

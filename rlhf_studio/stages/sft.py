@@ -35,31 +35,18 @@ def build_trainer(config: SFTJobConfig, run_dir: Path, workspace: Workspace, cal
     """(trainer, resolved starting model) for an SFT job."""
     from trl import SFTConfig, SFTTrainer
 
-    from rlhf_studio.training.common import (
-        CAUSAL,
-        load_splits,
-        load_starting_point,
-        lora_config,
-        training_arguments,
-    )
+    from rlhf_studio.training.common import CAUSAL, load_splits, load_starting_point, trainer_inputs
+    from rlhf_studio.training.common import training_arguments as shared
 
     start = load_starting_point(config, workspace, CAUSAL)
     train, evaluation = load_splits(config, workspace, start.tokenizer)
     args = SFTConfig(
-        **training_arguments(config, run_dir, has_eval=evaluation is not None),
+        **shared(config, run_dir, has_eval=evaluation is not None),
         completion_only_loss=config.completion_only_loss,
         packing=False,
     )
-    trainer = SFTTrainer(
-        model=start.model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=start.tokenizer,
-        callbacks=callbacks,
-        peft_config=lora_config(config, start.model, "CAUSAL_LM"),
-    )
-    return trainer, start.source
+    inputs = trainer_inputs(config, start, train, evaluation, callbacks, "CAUSAL_LM")
+    return SFTTrainer(args=args, **inputs), start.source
 
 
 STAGE = Stage(

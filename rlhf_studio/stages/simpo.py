@@ -51,33 +51,20 @@ def build_trainer(config: SimPOJobConfig, run_dir: Path, workspace: Workspace, c
     """(trainer, resolved starting model) for a SimPO job."""
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
-    from rlhf_studio.training.common import (
-        CAUSAL,
-        load_splits,
-        load_starting_point,
-        lora_config,
-        training_arguments,
-    )
+    from rlhf_studio.training.common import CAUSAL, load_splits, load_starting_point, trainer_inputs
+    from rlhf_studio.training.common import training_arguments as shared
 
     start = load_starting_point(config, workspace, CAUSAL)
     train, evaluation = load_splits(config, workspace, start.tokenizer)
     args = CPOConfig(
-        **training_arguments(config, run_dir, has_eval=evaluation is not None),
+        **shared(config, run_dir, has_eval=evaluation is not None),
         loss_type="simpo",
         beta=config.beta,
         simpo_gamma=config.simpo_gamma,
         cpo_alpha=config.cpo_alpha,
     )
-    trainer = CPOTrainer(
-        model=start.model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=start.tokenizer,
-        callbacks=callbacks,
-        peft_config=lora_config(config, start.model, "CAUSAL_LM"),
-    )
-    return trainer, start.source
+    inputs = trainer_inputs(config, start, train, evaluation, callbacks, "CAUSAL_LM")
+    return CPOTrainer(args=args, **inputs), start.source
 
 
 STAGE = Stage(

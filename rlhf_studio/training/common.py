@@ -11,6 +11,7 @@ new one-output head (AutoModelForSequenceClassification, num_labels=1).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -215,6 +216,31 @@ def as_conversations(dataset):
         return {name: [{"role": roles[name], "content": row[name]}] for name in columns}
 
     return dataset.map(wrap, desc="Applying the chat format")
+
+
+# ---------------------------------------------------------------- TRL trainers
+
+
+def trainer_inputs(
+    config: JobConfig, start: StartingPoint, train, evaluation, callbacks: list, task: str
+) -> dict:
+    """The keyword arguments every TRL trainer of a stage takes: model, data, tokenizer, callbacks, LoRA."""
+    return {
+        "model": start.model,
+        "train_dataset": train,
+        "eval_dataset": evaluation,
+        "processing_class": start.tokenizer,
+        "callbacks": callbacks,
+        "peft_config": lora_config(config, start.model, task),
+    }
+
+
+def frozen_reference(inputs: dict):
+    """DPO/KTO's `ref_model`: None with LoRA (TRL disables the adapter for reference log-probs: one copy of
+    the weights), else a frozen copy made before training (a merged adapter run exists only in memory)."""
+    if inputs["peft_config"] is not None:
+        return None
+    return copy.deepcopy(inputs["model"]).eval().requires_grad_(False)
 
 
 # ---------------------------------------------------------------- TRL arguments

@@ -29,8 +29,8 @@ from rlhf_studio.training.common import (
     CAUSAL,
     as_conversations,
     load_starting_point,
-    lora_config,
     process_state,
+    trainer_inputs,
     training_arguments,
 )
 from rlhf_studio.training.ppo.data import prompt_text
@@ -41,8 +41,15 @@ SAMPLES_FILE, WARNINGS_FILE = "samples.jsonl", "warnings.jsonl"
 SAMPLES_PER_LOG = 4
 
 
-def build_online_trainer(trainer_class, args_class, extra: dict, config: OnlineJobConfig, run_dir: Path,
-                         workspace: Workspace, callbacks: list):  # fmt: skip
+def build_online_trainer(
+    trainer_class,
+    args_class,
+    extra: dict,
+    config: OnlineJobConfig,
+    run_dir: Path,
+    workspace: Workspace,
+    callbacks: list,
+):
     """(trainer, resolved starting model) for GRPO or RLOO: the stage gives its TRL classes and own args."""
     start = load_starting_point(config, workspace, CAUSAL)
     train, evaluation = prompt_splits(config, workspace, start.tokenizer)
@@ -60,16 +67,8 @@ def build_online_trainer(trainer_class, args_class, extra: dict, config: OnlineJ
     )
     samples = CompletionSamples(run_dir / SAMPLES_FILE, config.sample_steps)
     health = OnlineHealth(run_dir / WARNINGS_FILE, config.kl_budget)
-    trainer = trainer_class(
-        model=start.model,
-        reward_funcs=functions,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=start.tokenizer,
-        callbacks=[*callbacks, samples, health],
-        peft_config=lora_config(config, start.model, "CAUSAL_LM"),
-    )
+    inputs = trainer_inputs(config, start, train, evaluation, [*callbacks, samples, health], "CAUSAL_LM")
+    trainer = trainer_class(reward_funcs=functions, args=args, **inputs)
     samples.trainer = health.trainer = trainer
     if scorer is not None:
         scorer.model.to(trainer.accelerator.device)
@@ -148,13 +147,15 @@ def model_reward(scorer):
 
 
 class CompletionSamples(TrainerCallback):
-    """A few (prompt, completion, rewards) rows of the latest generation batch every `every` steps."""
+    """A few (prompt, completion, rewards) rows of the latest generation batch at the first step and every
+    `every` steps (training logs only: an evaluation's log has no `reward`)."""
 
     def __init__(self, path: Path, every: int) -> None:
         self.path, self.every, self.trainer = path, every, None
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-        if not state.is_world_process_zero or state.global_step % self.every or not self.trainer:
+        due = state.global_step % self.every == 0 or state.global_step == 1  # as PPO: from the first step
+        if not state.is_world_process_zero or not due or "reward" not in (logs or {}) or not self.trainer:
             return
         buffer = self.trainer._logs
         prompts, completions = list(buffer["prompt"]), list(buffer["completion"])
