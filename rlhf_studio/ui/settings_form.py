@@ -16,13 +16,31 @@ from typing import Any
 import gradio as gr
 
 from rlhf_studio.config import QUANTIZATION_CHOICES, JobConfig, field_help, installed_trackers
+from rlhf_studio.model_memory import (
+    CAUSAL,
+    PRECISIONS,
+    REWARD,
+    LoraPlan,
+    MemoryEstimate,
+    estimate_memory,
+    load_precision,
+    model_shape,
+)
+from rlhf_studio.models import ModelError
 from rlhf_studio.runner.commands import gpu_count
-from rlhf_studio.stages import all_stages, get_stage, stage_label
+from rlhf_studio.stages import REWARD_MODEL, all_stages, get_stage, stage_label
+from rlhf_studio.workspace import Workspace
 
 PICKED_ABOVE = {"stage", "model", "dataset", "parent_run", "reward_model"}  # the tab's pickers set these
 SECTIONS = ("basic", "stage", "lora", "shared")
 AUTO, YES, NO = "auto", "true", "false"
 NO_CUDA = "4-bit and 8-bit loading need a CUDA GPU (bitsandbytes); this machine has none, so it stays off."
+QUANTIZATION_NEEDS = (
+    "Loads the frozen base in 4 or 8 bits with bitsandbytes to save GPU memory; needs LoRA adapters on and a "
+    "full model to start from (not an adapter run). The expected memory is below."
+)
+MEMORY_FIELDS = ("quantization", "lora.enabled", "lora.r", "lora.target_modules")
+PRECISION_NAMES = {"fp32": "fp32", "bf16": "bf16", "8bit": "8-bit", "4bit": "4-bit"}
 
 
 @dataclass(frozen=True)
@@ -161,6 +179,7 @@ class SettingsForm:
             self._grid(by_section["stage"])
         with gr.Accordion("LoRA and quantization", open=False):
             self._grid(by_section["lora"])
+            self.memory = gr.Markdown(elem_id="train-memory")
         with gr.Accordion("Schedule, evaluation and checkpoints", open=False):
             self._grid(by_section["shared"])
 
@@ -173,7 +192,7 @@ class SettingsForm:
     def _widget(self, spec: FieldSpec) -> gr.components.Component:
         common = {"label": spec.label, "elem_id": "setting-" + spec.name.replace(".", "-").replace("_", "-")}
         if spec.name == "quantization":
-            info = "Loads the frozen base in 4 or 8 bits to save GPU memory." if self.cuda else NO_CUDA
+            info = QUANTIZATION_NEEDS if self.cuda else NO_CUDA
             return gr.Radio(list(QUANTIZATION_CHOICES), interactive=self.cuda, info=info, **common)
         if spec.choices:
             return gr.Dropdown(list(spec.choices), **common)
@@ -196,7 +215,9 @@ class SettingsForm:
             if name not in names:
                 updates[widget] = gr.update(visible=False)
                 continue
-            info = NO_CUDA if name == "quantization" and not self.cuda else helps.get(name, "")
+            info = helps.get(name, "")
+            if name == "quantization":
+                info = QUANTIZATION_NEEDS if self.cuda else NO_CUDA
             value = to_widget(self.specs[name], values.get(name))
             updates[widget] = gr.update(visible=True, value=value, info=info)
         has_own = any(section(self.specs[name]) == "stage" for name in names)
@@ -216,3 +237,47 @@ class SettingsForm:
         """The flat values of `stage`'s fields from an event's inputs (a dict keyed by widget)."""
         names = [spec.name for spec in stage_fields(get_stage(stage).config)]
         return {name: from_widget(self.specs[name], inputs[self.widgets[name]]) for name in names}
+
+    def memory_widgets(self) -> list[gr.components.Component]:
+        """The widgets whose values change the expected memory."""
+        return [self.widgets[name] for name in MEMORY_FIELDS]
+
+    def memory_note(self, model: str, stage: str, inputs: dict, workspace: Workspace) -> str:
+        """The expected memory of training `model` at the precision and LoRA settings the form shows."""
+        values = {name: from_widget(self.specs[name], inputs[self.widgets[name]]) for name in MEMORY_FIELDS}
+        head = REWARD if get_stage(stage).produces == REWARD_MODEL else CAUSAL
+        try:
+            shape = model_shape(model, workspace, head)
+        except ModelError as error:
+            return f"Expected memory: unknown until the model can be found ({error})"
+        targets = values["lora.target_modules"]
+        lora = None
+        if values["lora.enabled"]:
+            lora = LoraPlan(values["lora.r"] or 0, targets if targets == "auto" else tuple(targets))
+        precision = load_precision(values["quantization"], lora is not None)
+        weights_at = {name: estimate_memory(shape, name, lora).weight_bytes for name in PRECISIONS}
+        return memory_text(estimate_memory(shape, precision, lora), weights_at)
+
+
+def memory_text(job: MemoryEstimate, weights_at: dict[str, int]) -> str:
+    """'Expected memory ... about 0.35 GB for this job: weights 0.27 GB in bf16 + ...' (Markdown)."""
+    if job.trainable < job.parameters:
+        state = f"the {count(job.trainable)} LoRA parameters with their gradients and Adam state"
+    else:
+        state = f"the gradients and Adam state of all {count(job.trainable)} weights"
+    others = " · ".join(f"{PRECISION_NAMES[name]} {gigabytes(size)}" for name, size in weights_at.items())
+    return (
+        f"**Expected memory** (from the model's config, nothing loaded; {count(job.parameters)} parameters): "
+        f"about **{gigabytes(job.total_bytes)}** for this job: weights {gigabytes(job.weight_bytes)} in "
+        f"{PRECISION_NAMES[job.precision]} + {gigabytes(job.training_bytes)} for {state}. Weights alone: "
+        f"{others}. Not counted: activations (they grow with batch size × max length), a frozen reference "
+        "copy or a reward model, the CUDA context."
+    )
+
+
+def gigabytes(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size < 10e9 else f"{size / 1e9:.1f} GB"
+
+
+def count(parameters: int) -> str:
+    return f"{parameters / 1e9:.2f}B" if parameters >= 1e9 else f"{parameters / 1e6:.1f}M"

@@ -179,6 +179,10 @@ class TrainTab:
         selection, editing = inputs[self.stage], inputs[self.editing]
         return {**self.on_open(inputs), **self.show_stage(selection, editing, inputs[self.values])}
 
+    def on_memory(self, inputs: dict) -> str:
+        """The expected memory of the chosen model at the form's precision and LoRA settings."""
+        return self.form.memory_note(inputs[self.model], inputs[self.editing], inputs, self.runner.workspace)
+
     def configs(self, inputs: dict, values: dict) -> list[JobConfig]:
         """One config per stage of the selection; ConfigError lines carry the stage in a pipeline."""
         stages = stages_of(inputs[self.stage])
@@ -334,7 +338,12 @@ def build_train_tab(
     view.stage.input(view.on_stage, inputs, everything)
     view.settings_for.input(view.on_edit, form_inputs, everything)
     tab.select(view.on_open, inputs, everything, show_progress="hidden")
-    studio.load(view.on_page_load, inputs, everything, show_progress="hidden")
+    memory_inputs = {view.model, view.editing, *view.form.memory_widgets()}
+    studio.load(view.on_page_load, inputs, everything, show_progress="hidden").then(
+        view.on_memory, memory_inputs, view.form.memory, show_progress="hidden"
+    )
+    memory_changes = [view.model.change, view.editing.change, *(w.change for w in view.form.memory_widgets())]
+    gr.on(memory_changes, view.on_memory, memory_inputs, view.form.memory, show_progress="hidden")
     view.timer.tick(view.describe, view.launched, view.status, show_progress="hidden", concurrency_limit=None)
     view.start.click(
         user_errors(view.on_start), inputs, [view.message, view.launched, view.values, view.status]
