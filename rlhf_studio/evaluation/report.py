@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict
 from datetime import datetime
 
-from rlhf_studio.evaluation.specs import EvaluationError
+from rlhf_studio.evaluation.specs import RM_ACCURACY, WIN_RATE, EvaluationError
 from rlhf_studio.evaluation.store import latest_evals
 from rlhf_studio.runner.runs import CONFIG_FILE, METRICS_FILE, lineage, read_status, run_dir, run_row
 from rlhf_studio.stages import find_stage, load_config
@@ -96,7 +96,7 @@ def percent(value: float | None) -> str:
 
 def eval_lines(result: dict) -> list[str]:
     """A stored evaluation as Markdown bullet lines."""
-    if result.get("kind") == "winrate":
+    if result.get("kind") == WIN_RATE:
         rate = result["win_rate"]
         low, high = rate["win_interval"]
         return [
@@ -171,9 +171,9 @@ def comparison_row(card: dict) -> dict:
         "learning": "; ".join(f"{n} {fmt(a)}→{fmt(b)}" for n, (a, b) in list(card["learning"].items())[:1]),
     }
     for result in card["evaluations"]:
-        if result.get("kind") == "rm":
+        if result.get("kind") == RM_ACCURACY:
             row["rm_accuracy"] = round(result["accuracy"], 4)
-        elif result.get("kind") == "winrate":
+        elif result.get("kind") == WIN_RATE:
             rate = result["win_rate"]
             row.update(
                 win_rate=round(rate["win"], 4),

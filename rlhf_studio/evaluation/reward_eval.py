@@ -17,7 +17,7 @@ import torch
 from rlhf_studio.chat.cache import ModelCache
 from rlhf_studio.chat.reward import load_reward_scorer
 from rlhf_studio.data import read_manifest
-from rlhf_studio.evaluation.specs import EvaluationError, as_spec, split_rows
+from rlhf_studio.evaluation.specs import RM_ACCURACY, EvaluationError, as_spec, split_rows
 from rlhf_studio.evaluation.stats import (
     CalibrationBin,
     calibration,
@@ -45,7 +45,7 @@ class RewardModelEval:
     calibration: list[CalibrationBin]
     calibration_error: float  # expected calibration error over the bins
     hardest: list[dict] = field(default_factory=list)  # the pairs with the lowest margins
-    kind: str = "rm"
+    kind: str = RM_ACCURACY
 
     def to_dict(self) -> dict:
         return asdict(self)

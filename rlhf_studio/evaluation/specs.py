@@ -15,6 +15,7 @@ from rlhf_studio.workspace import Workspace
 
 BASE = "base"  # baseline: the model at the root of the candidate's lineage
 SPLITS = ("eval", "train", "all")  # of a stored dataset; all = train + eval
+RM_ACCURACY, WIN_RATE = "rm", "winrate"  # the kinds of stored results (and of `eval rm` / `eval winrate`)
 
 
 class EvaluationError(ValueError):

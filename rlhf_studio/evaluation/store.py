@@ -14,6 +14,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from rlhf_studio.evaluation.specs import RM_ACCURACY, WIN_RATE
 from rlhf_studio.models import RUN_PREFIX
 from rlhf_studio.runner.runs import run_dir
 from rlhf_studio.workspace import Workspace, write_json_atomic
@@ -49,9 +50,9 @@ def list_evals(workspace: Workspace, run_id: str) -> list[dict]:
 
 def comparison_key(result: dict) -> tuple:
     """What makes two results comparable: the kind and what was measured against what."""
-    if result.get("kind") == "winrate":
-        return ("winrate", result.get("baseline"), result.get("judge"), result.get("prompts"))
-    return ("rm", result.get("dataset"), result.get("split"))
+    if result.get("kind") == WIN_RATE:
+        return (WIN_RATE, result.get("baseline"), result.get("judge"), result.get("prompts"))
+    return (RM_ACCURACY, result.get("dataset"), result.get("split"))
 
 
 def latest_evals(workspace: Workspace, run_id: str) -> list[dict]:

@@ -21,7 +21,15 @@ from rlhf_studio.chat.cache import LoadedModel, ModelCache
 from rlhf_studio.data import extract_prompts, read_manifest
 from rlhf_studio.evaluation.reward_eval import load_judge, score_pairs
 from rlhf_studio.evaluation.settings import WinRateSettings
-from rlhf_studio.evaluation.specs import BASE, EvaluationError, as_spec, root_model, split_rows, started_from
+from rlhf_studio.evaluation.specs import (
+    BASE,
+    WIN_RATE,
+    EvaluationError,
+    as_spec,
+    root_model,
+    split_rows,
+    started_from,
+)
 from rlhf_studio.evaluation.stats import correlation, judge, win_rate
 from rlhf_studio.models import ModelError, Progress
 from rlhf_studio.training.ppo.core import logprobs_from_logits
@@ -67,7 +75,7 @@ class WinRateEval:
     win_when_not_longer: float | None  # win share among prompts where the candidate's reply is not longer
     length_score_correlation: float | None  # Pearson(length difference, score difference)
     samples: list[dict] = field(default_factory=list)
-    kind: str = "winrate"
+    kind: str = WIN_RATE
 
     def to_dict(self) -> dict:
         return asdict(self)
