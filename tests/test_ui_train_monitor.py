@@ -116,6 +116,18 @@ def test_settings_form_round_trips_the_stage_defaults(stage):
     assert rebuilt == get_stage(stage).config(model="m", dataset="d")
 
 
+def test_a_field_several_stages_share_shows_each_stage_its_own_choices():
+    with gr.Blocks():
+        form = SettingsForm()
+    widget = form.widgets["loss_type"]
+    assert {"sigmoid", "kto", "dapo"} <= {value for _, value in widget.choices}  # any stage's value is valid
+    for stage, default in (("dpo", "sigmoid"), ("kto", "kto"), ("grpo", "dapo")):
+        update = form.show(stage, form.defaults(stage))[widget]
+        own = get_stage(stage).config.__dataclass_fields__["loss_type"].metadata["choices"]
+        assert (update["value"], update["choices"]) == (default, list(own))
+        assert widget.preprocess(default) == default  # what Start submits passes the server's check
+
+
 @pytest.mark.skipif(gpu_count() > 0, reason="this machine has a CUDA device")
 def test_quantization_is_off_and_explained_without_cuda():
     with gr.Blocks():

@@ -102,6 +102,17 @@ def all_fields() -> dict[str, FieldSpec]:
     return union
 
 
+def every_choice(name: str) -> list[str]:
+    """The choices of field `name` over every stage that has it (DPO's, KTO's and GRPO's loss_type differ):
+    the widget is built with all of them, so a value of any stage is valid, and shows its stage's own."""
+    choices: list[str] = []
+    for stage in all_stages():
+        for spec in stage_fields(stage.config):
+            if spec.name == name:
+                choices += [choice for choice in spec.choices if choice not in choices]
+    return choices
+
+
 def section(spec: FieldSpec) -> str:
     if spec.meta["basic"]:
         return "basic"
@@ -195,7 +206,7 @@ class SettingsForm:
             info = QUANTIZATION_NEEDS if self.cuda else NO_CUDA
             return gr.Radio(list(QUANTIZATION_CHOICES), interactive=self.cuda, info=info, **common)
         if spec.choices:
-            return gr.Dropdown(list(spec.choices), **common)
+            return gr.Dropdown(every_choice(spec.name), **common)
         if spec.base is bool:
             if spec.optional:
                 return gr.Radio([AUTO, YES, NO], **common)
@@ -206,9 +217,11 @@ class SettingsForm:
         return gr.Textbox(max_lines=1, **common)
 
     def show(self, stage: str, values: dict[str, Any]) -> dict:
-        """Updates that show `stage`'s fields with `values`, its help strings as info, and hide the rest."""
+        """Updates that show `stage`'s fields with `values`, as its class declares them (help as info, label,
+        choices: stages share a widget per field name, e.g. loss_type), and hide the rest."""
         cls = get_stage(stage).config
-        names = {spec.name for spec in stage_fields(cls)}
+        own = {spec.name: spec for spec in stage_fields(cls)}
+        names = set(own)
         helps = field_help(cls)
         updates: dict = {}
         for name, widget in self.widgets.items():
@@ -218,8 +231,11 @@ class SettingsForm:
             info = helps.get(name, "")
             if name == "quantization":
                 info = QUANTIZATION_NEEDS if self.cuda else NO_CUDA
-            value = to_widget(self.specs[name], values.get(name))
-            updates[widget] = gr.update(visible=True, value=value, info=info)
+            shown = {"visible": True, "value": to_widget(own[name], values.get(name)), "info": info}
+            shown["label"] = own[name].label
+            if own[name].choices and name != "quantization":
+                shown["choices"] = list(own[name].choices)
+            updates[widget] = gr.update(**shown)
         has_own = any(section(self.specs[name]) == "stage" for name in names)
         title = stage_label(stage)
         updates[self.stage_box] = gr.update(visible=has_own, label=f"{title} settings")
