@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from browser import REPO, chromium_page, needs_chromium, running_studio, screenshot, stop_leftover_runs
 from playwright.sync_api import expect
+from test_ui_train_monitor import first_chart_titles
 
 from rlhf_studio.cli import main
 from rlhf_studio.config import ConfigError, save_config
@@ -106,12 +107,7 @@ def test_the_toy_stage_in_the_app(tmp_path, tiny_model_dir):
 
             page.get_by_role("tab", name="Monitor").click()
             expect(page.locator("#monitor-progress")).to_contain_text("completed", timeout=TRAINING_MS)
-            page.wait_for_function("() => document.querySelector('#monitor-chart-1 .js-plotly-plot')")
-            titles = page.evaluate(
-                "() => [0, 1].map(i => document.querySelector(`#monitor-chart-${i} .js-plotly-plot`)"
-                ".layout.title.text)"
-            )
-            assert titles == ["grad_norm", "loss"]
+            assert first_chart_titles(page) == ["grad_norm", "loss"]
             (row,) = list_runs(Workspace.at(root))
             screenshot(page, "monitor-tab-toy-stage")
 

@@ -84,6 +84,15 @@ def chart_points(page) -> int:
     )
 
 
+def first_chart_titles(page) -> list[str]:
+    """The titles of the Monitor's first two charts, once both are drawn."""
+    page.wait_for_function("() => document.querySelector('#monitor-chart-1 .js-plotly-plot')")
+    return page.evaluate(
+        "() => [0, 1].map(i => document.querySelector(`#monitor-chart-${i} .js-plotly-plot`)"
+        ".layout.title.text)"
+    )
+
+
 def watch_progress(page) -> list[str]:
     """The progress line every half second until the run completes."""
     seen: list[str] = []
@@ -278,11 +287,7 @@ def test_ppo_run_shows_score_and_kl_charts_and_samples(studio, tiny_reward_dir):
         page.get_by_role("tab", name="Monitor").click()
         steps = watch_progress(page)
         assert steps[-1] == "step 3/3", steps
-        page.wait_for_function("() => document.querySelector('#monitor-chart-1 .js-plotly-plot')")
-        titles = page.evaluate(
-            "() => [0, 1].map(i => document.querySelector(`#monitor-chart-${i} .js-plotly-plot`)"
-            ".layout.title.text)"
-        )
+        titles = first_chart_titles(page)
         assert titles == ["objective/scores", "objective/kl"]
         assert chart_points(page) >= 3
         samples = page.get_by_text("PPO samples (latest step)")
@@ -316,11 +321,7 @@ def test_grpo_run_shows_reward_and_kl_charts_and_samples(studio, tiny_reward_dir
         page.get_by_role("tab", name="Monitor").click()
         steps = watch_progress(page)
         assert steps[-1] == "step 3/3", steps
-        page.wait_for_function("() => document.querySelector('#monitor-chart-1 .js-plotly-plot')")
-        titles = page.evaluate(
-            "() => [0, 1].map(i => document.querySelector(`#monitor-chart-${i} .js-plotly-plot`)"
-            ".layout.title.text)"
-        )
+        titles = first_chart_titles(page)
         assert titles == ["reward", "kl"]
         expect(page.get_by_text("GRPO samples (latest step)")).to_be_visible()
         screenshot(page, "monitor-tab-grpo")
