@@ -1,13 +1,9 @@
 """The newer stages stop and resume like the others: one shared loop around each TRL trainer."""
 
-import os
-import signal
-
 import pytest
 from test_training_common import PREFERENCE_ROWS, add_dataset, read_metrics, tiny_config
 from test_training_online import PROMPT_ROWS, online_config
-from test_training_safety import with_extra
-from transformers import TrainerCallback
+from test_training_safety import SigtermAtStep2, with_extra
 
 from rlhf_studio.rewards import RuleRewardSettings
 from rlhf_studio.stages.grpo import GRPOJobConfig
@@ -43,14 +39,6 @@ def test_resume_from_a_checkpoint_without_duplicate_rows(tiny_model_dir, workspa
 
 
 def test_sigterm_stops_a_grpo_run_after_the_current_step(tiny_model_dir, workspace, monkeypatch):
-    class SigtermAtStep2(TrainerCallback):
-        def __init__(self, trainer):
-            pass
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 2:
-                os.kill(os.getpid(), signal.SIGTERM)
-
     with_extra(monkeypatch, SigtermAtStep2)
     config = config_for(GRPOJobConfig, tiny_model_dir, workspace, max_steps=20)
     with pytest.raises(TrainingStopped, match="at step 3"):

@@ -87,15 +87,18 @@ def test_resume_continues_from_a_checkpoint_without_duplicate_rows(tiny_model_di
     assert summary["global_step"] == 4 and (run_dir / "model" / "model.safetensors").is_file()
 
 
+class SigtermAtStep2(TrainerCallback):
+    """Sends this process SIGTERM at the end of step 2, as `stop` does."""
+
+    def __init__(self, trainer):
+        pass
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def test_sigterm_during_training_stops_after_the_current_step(tiny_model_dir, workspace, monkeypatch):
-    class SigtermAtStep2(TrainerCallback):
-        def __init__(self, trainer):
-            pass
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 2:
-                os.kill(os.getpid(), signal.SIGTERM)
-
     with_extra(monkeypatch, SigtermAtStep2)
     dataset = add_dataset(workspace, "sft-rows", SFT_ROWS)
     run_dir = workspace.runs_dir / "stopped"

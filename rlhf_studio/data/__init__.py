@@ -17,6 +17,7 @@ from rlhf_studio.data.layouts import LAYOUTS_BY_NAME
 from rlhf_studio.data.library import (
     Manifest,
     delete_dataset,
+    first_row,
     import_dataset,
     list_datasets,
     load_split,
@@ -37,6 +38,7 @@ __all__ = [
     "check_file",
     "delete_dataset",
     "extract_prompts",
+    "first_row",
     "import_dataset",
     "list_datasets",
     "load_split",

@@ -178,6 +178,13 @@ def load_split(workspace: Workspace, name: str, split: str) -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
+def first_row(workspace: Workspace, name: str, split: str) -> dict:
+    """The split's first row ({} when it is empty), without reading the rest of the file."""
+    with open(split_path(workspace, name, split), encoding="utf-8") as handle:
+        line = handle.readline()
+    return json.loads(line) if line.strip() else {}
+
+
 def load_split_dataset(workspace: Workspace, name: str, split: str):
     """The split as a `datasets.Dataset` (Arrow cache kept inside the dataset's folder)."""
     from datasets import Dataset

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf_studio.config.base import _field, _override
-from rlhf_studio.stages.base import POLICY, Check, Stage, prompts_need
+from rlhf_studio.stages.base import Check
 from rlhf_studio.stages.online import (
-    ONLINE_CHARTS,
-    ONLINE_LEARNING,
     OnlineJobConfig,
     online_checks,
-    online_workspace_checks,
+    online_stage,
 )
 from rlhf_studio.workspace import Workspace
 
@@ -65,17 +63,11 @@ def build_trainer(config: GRPOJobConfig, run_dir: Path, workspace: Workspace, ca
     return build_online_trainer(GRPOTrainer, GRPOConfig, extra, config, run_dir, workspace, callbacks)
 
 
-STAGE = Stage(
-    name="grpo",
-    label="GRPO",
-    when="your rewards can be checked (answers, formats) or come from a reward model; no critic to train.",
-    config=GRPOJobConfig,
-    data=prompts_need("GRPO"),
-    produces=POLICY,
-    charts=ONLINE_CHARTS,
-    learning=ONLINE_LEARNING,
-    build_trainer=build_trainer,
-    checks=checks,
-    workspace_checks=online_workspace_checks,
-    rlhf=True,
+STAGE = online_stage(
+    "grpo",
+    "GRPO",
+    "your rewards can be checked (answers, formats) or come from a reward model; no critic to train.",
+    GRPOJobConfig,
+    build_trainer,
+    checks,
 )

@@ -29,7 +29,7 @@ from rlhf_studio.rewards import (
     reward_code_allowed,
     rule_reward_errors,
 )
-from rlhf_studio.stages.base import BOUNDED, UP, Check
+from rlhf_studio.stages.base import BOUNDED, POLICY, UP, Check, Stage, prompts_need
 
 ONLINE_CHARTS = (
     "reward",
@@ -98,6 +98,24 @@ class OnlineJobConfig(JobConfig):
     sample_steps: int = _field(5, "Write a few prompts, completions and rewards every this many steps.")
 
 
+def online_stage(name: str, label: str, when: str, config: type, build_trainer, checks) -> Stage:
+    """The record of an online stage: prompts in, a policy out, the shared charts, metrics and checks."""
+    return Stage(
+        name=name,
+        label=label,
+        when=when,
+        config=config,
+        data=prompts_need(label),
+        produces=POLICY,
+        charts=ONLINE_CHARTS,
+        learning=ONLINE_LEARNING,
+        build_trainer=build_trainer,
+        checks=checks,
+        workspace_checks=online_workspace_checks,
+        rlhf=True,
+    )
+
+
 def online_checks(config: OnlineJobConfig) -> list[Check]:
     rules = configured_rewards(config.rewards)
     rewarded = bool(config.reward_model.strip() or config.reward_file.strip() or rules)
@@ -154,11 +172,11 @@ def online_workspace_checks(config: OnlineJobConfig, workspace) -> list[str]:
         )
     column = config.rewards.answer_column.strip()
     if column and config.dataset.strip():
-        from rlhf_studio.data import DataError, load_split
+        from rlhf_studio.data import DataError, first_row
 
         try:
-            first = next(iter(load_split(workspace, config.dataset, "train")), {})
-        except DataError:
+            first = first_row(workspace, config.dataset, "train")
+        except (DataError, OSError):
             return errors  # the dataset check reports it
         if column not in first:
             found = ", ".join(first) or "none"

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf_studio.config.base import _field, _override
-from rlhf_studio.stages.base import POLICY, Check, Stage, prompts_need
+from rlhf_studio.stages.base import Check
 from rlhf_studio.stages.online import (
-    ONLINE_CHARTS,
-    ONLINE_LEARNING,
     OnlineJobConfig,
     online_checks,
-    online_workspace_checks,
+    online_stage,
 )
 from rlhf_studio.workspace import Workspace
 
@@ -47,17 +45,11 @@ def build_trainer(config: RLOOJobConfig, run_dir: Path, workspace: Workspace, ca
     return build_online_trainer(RLOOTrainer, RLOOConfig, extra, config, run_dir, workspace, callbacks)
 
 
-STAGE = Stage(
-    name="rloo",
-    label="RLOO",
-    when="as GRPO, with a leave-one-out baseline: plain REINFORCE that works with few samples per prompt.",
-    config=RLOOJobConfig,
-    data=prompts_need("RLOO"),
-    produces=POLICY,
-    charts=ONLINE_CHARTS,
-    learning=ONLINE_LEARNING,
-    build_trainer=build_trainer,
-    checks=checks,
-    workspace_checks=online_workspace_checks,
-    rlhf=True,
+STAGE = online_stage(
+    "rloo",
+    "RLOO",
+    "as GRPO, with a leave-one-out baseline: plain REINFORCE that works with few samples per prompt.",
+    RLOOJobConfig,
+    build_trainer,
+    checks,
 )
